@@ -1,0 +1,21 @@
+"""Command-line interface: ``spikedeblur COMMAND ...``.
+
+Each command group lives in its own module and is registered here explicitly, so importing the CLI
+never depends on side effects of scanning the package.
+"""
+
+from __future__ import annotations
+
+from spikedeblur.cli._app import app, run_app
+
+# --- command registration: one line per command module, in help order ---
+# (helpers: add yours below; keep each import inside this block)
+# --- end of command registration ---
+
+
+def main() -> None:
+    """Entry point of the ``spikedeblur`` console script."""
+    run_app()
+
+
+__all__ = ["app", "main"]
