@@ -1,0 +1,1 @@
+"""Network architectures: the VRT backbone and the models built on it."""
