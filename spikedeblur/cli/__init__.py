@@ -10,6 +10,8 @@ from spikedeblur.cli._app import app, run_app
 
 # --- command registration: one line per command module, in help order ---
 # (helpers: add yours below; keep each import inside this block)
+from spikedeblur.cli import download_weights as _download_weights
+_download_weights.register(app)
 # --- end of command registration ---
 
 
