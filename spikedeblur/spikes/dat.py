@@ -52,15 +52,15 @@ def frame_nbytes(height: int, width: int, head_cols: int = 0) -> int:
     return pixels // 8
 
 
-def check_input_file(path: Path, *, what: str = "spike file") -> Path:
+def check_input_file(path: Path, *, description: str = "spike file") -> Path:
     """Raise a one-line error if ``path`` is missing, a directory or empty; return it as a Path."""
     path = Path(path)
     if not path.exists():
-        raise InputNotFoundError(f"{what} {path} not found; check the path")
+        raise InputNotFoundError(f"{description} {path} not found; check the path")
     if path.is_dir():
-        raise InvalidInputError(f"{what} {path} is a directory; give a .dat file")
+        raise InvalidInputError(f"{description} {path} is a directory; give a .dat file")
     if path.stat().st_size == 0:
-        raise InvalidInputError(f"{what} {path} is empty (0 bytes); give a non-empty .dat recording")
+        raise InvalidInputError(f"{description} {path} is empty (0 bytes); give a non-empty .dat recording")
     return path
 
 
@@ -180,17 +180,31 @@ class DatReader:
         Returns:
             ``(H, W)`` uint32 counts in ``[0, stop - start]``; zeros for an empty range.
         """
-        start, stop = self._check_range(start, stop)
-        total = np.zeros(self.frame_bytes * 8, dtype=np.uint32)
+        return self.count_spikes_binned([start, stop])[0]
+
+    def count_spikes_binned(self, edges: np.ndarray | list[int]) -> np.ndarray:
+        """Count spikes per pixel in each bin ``[edges[k], edges[k + 1])`` of non-decreasing frame edges.
+
+        Memory use is bounded by the output and one decoding chunk, whatever the number of frames.
+
+        Returns:
+            ``(K, H, W)`` uint32 counts for ``K = len(edges) - 1`` bins.
+        """
+        edges = np.asarray(edges, dtype=np.int64)
+        if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) < 0):
+            raise InvalidInputError(f"bin edges {edges.tolist()} must be at least two non-decreasing frame indices")
+        self._check_range(int(edges[0]), int(edges[-1]))
+
+        counts = np.zeros((edges.size - 1, self.frame_bytes * 8), dtype=np.uint32)
         chunk = _chunk_frames(self.frame_bytes)
+        for index in range(edges.size - 1):
+            for chunk_start in range(int(edges[index]), int(edges[index + 1]), chunk):
+                packed = self._packed[chunk_start : min(int(edges[index + 1]), chunk_start + chunk)]
+                unpacked = np.unpackbits(packed, axis=-1, bitorder="little")
+                # A chunk has at most 255 frames, so the uint8 sum cannot overflow.
+                counts[index] += np.add.reduce(unpacked, axis=0)
 
-        for chunk_start in range(start, stop, chunk):
-            packed = self._packed[chunk_start : min(stop, chunk_start + chunk)]
-            unpacked = np.unpackbits(packed, axis=-1, bitorder="little")
-            # A chunk has at most 255 frames, so the uint8 sum cannot overflow.
-            total += np.add.reduce(unpacked, axis=0)
-
-        return np.ascontiguousarray(self._to_image(total))
+        return np.ascontiguousarray(self._to_image(counts))
 
 
 class DatWriter:
