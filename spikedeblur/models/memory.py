@@ -6,9 +6,9 @@ subtracts it when the storage is freed. Run on the ``meta`` device, this measure
 forward pass in seconds without allocating any memory.
 
 On ``meta``, PyTorch runs ``scaled_dot_product_attention`` through its math fallback, which
-materialises the (L × L) attention matrix. CPU and CUDA use fused kernels for it that do not, so on
-``meta`` the tracker replaces the call by an empty output of the right shape, which is what a
-fused kernel allocates.
+materialises the (L × L) attention matrix. On CPU (torch 2.13) and usually on CUDA a fused kernel
+runs instead and does not store that matrix, so on ``meta`` the tracker replaces the call by an
+empty output of the right shape, which is what a fused kernel allocates.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ class _LiveTensorTracker(TorchDispatchMode):
             if key in self._tracked:
                 continue
 
-            # PyTorch keeps one Python object per live storage, so the finalizer runs when the last
-            # tensor that views this storage is freed.
+            # PyTorch keeps one Python object per live storage (checked on torch 2.13), so the
+            # finalizer runs when the last tensor that views this storage is freed.
             size = storage.nbytes()
             self._tracked.add(key)
             self.live_bytes += size
