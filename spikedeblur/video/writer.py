@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 # with it swscale (FFmpeg 8, PyAV 18.1) returns a zero green channel for 10-bit to rgb48le.
 _SWSCALE_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
 
-# Frame rate and time base for writers given no source.
+# Frame rate and time base for writers given no source; 1/90000 s resolves any common frame rate.
 _DEFAULT_FPS = Fraction(25)
+_DEFAULT_TIME_BASE = Fraction(1, 90000)
 
 
 def to_rgb_array(image: np.ndarray, *, deep: bool) -> np.ndarray:
@@ -184,7 +185,7 @@ class VideoWriter:
             )
 
         fps = source.fps if source is not None else _DEFAULT_FPS
-        self.time_base = source.time_base if source is not None else 1 / fps
+        self.time_base = source.time_base if source is not None else _DEFAULT_TIME_BASE
         self.fps = fps
         self._start_pts = source.start_pts if source is not None else 0
 
