@@ -12,6 +12,16 @@ from spikedeblur.cli._app import app, run_app
 # (helpers: add yours below; keep each import inside this block)
 from spikedeblur.cli import download_weights as _download_weights
 _download_weights.register(app)
+from spikedeblur.cli import eval as _eval
+_eval.register(app)
+from spikedeblur.cli import models as _models
+_models.register(app)
+from spikedeblur.cli import info as _info
+_info.register(app)
+from spikedeblur.cli import voxelize as _voxelize
+_voxelize.register(app)
+from spikedeblur.cli import transcode as _transcode
+_transcode.register(app)
 # --- end of command registration ---
 
 
