@@ -86,7 +86,7 @@ class LoopbackServer:
         self.state = ServerState()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self.state))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def base_url(self) -> str:
