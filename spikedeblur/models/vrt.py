@@ -136,6 +136,8 @@ class FlowGuidedDeformAlign(nn.Module):
         super().__init__()
         self.deformable_groups = deformable_groups
         self.max_residue_magnitude = max_residue_magnitude
+        # None: torchvision's kernel when it imports; False forces the pure-PyTorch version
+        self.use_torchvision: bool | None = None
         self.weight = nn.Parameter(torch.empty(dim, dim, 3, 3, **factory))
         self.bias = nn.Parameter(torch.zeros(dim, **factory))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
@@ -170,7 +172,9 @@ class FlowGuidedDeformAlign(nn.Module):
         # torchvision wants (dy, dx) pairs per tap, the flow is (dx, dy)
         residue = self.max_residue_magnitude * torch.tanh(torch.cat((offset_x, offset_y), dim=1))
         offset = residue + flow.flip(1).repeat(1, residue.shape[1] // 2, 1, 1).to(residue.dtype)
-        return modulated_deform_conv2d(neighbour, offset, torch.sigmoid(modulation), self.weight, self.bias, padding=1)
+        return modulated_deform_conv2d(
+            neighbour, offset, torch.sigmoid(modulation), self.weight, self.bias, padding=1, use_torchvision=self.use_torchvision
+        )
 
 
 class Stage(nn.Module):
@@ -331,7 +335,7 @@ class VRT(nn.Module):
                 nn.Linear(width, stage8_dim, **factory),
             )
         ]
-        for index in range(UNET_STAGES + 1, len(config.depths)):
+        for index in range(UNET_STAGES, len(config.depths)):
             window = config.window_size
             if index in config.independent_reconstruction:
                 window = (1, window[1], window[2])

@@ -14,9 +14,8 @@ UNET_STAGES = 7
 class VRTConfig:
     """Frozen, validated hyper-parameters of the VRT backbone (restoration at scale 1).
 
-    Per-stage tuples list the seven U-shaped stages first, then the stage-8 entries: stage 8 starts
-    with a projection from ``embed_dims[6]`` to ``embed_dims[7]`` and runs one residual group per
-    remaining entry.
+    Per-stage tuples list the seven U-shaped stages first, then one entry per stage-8 residual
+    group; stage 8 starts with a projection from ``embed_dims[6]`` to ``embed_dims[7]``.
 
     Args:
         depths: TMSA blocks per stage; in stages 1-7 the first ``int(depth * mutual_ratio)`` blocks
@@ -73,9 +72,9 @@ class VRTConfig:
             raise ValueError(f"the stage 1-7 width must be divisible by 4 (position encoding, reshapes), got {self.embed_dims[0]}")
         if len(self.window_size) != 3 or any(w < 1 for w in self.window_size):
             raise ValueError(f"window_size must be 3 positive ints (frames, height, width), got {self.window_size}")
-        if any(not UNET_STAGES < i < stages for i in self.independent_reconstruction):
+        if any(not UNET_STAGES <= i < stages for i in self.independent_reconstruction):
             raise ValueError(
-                f"independent_reconstruction entries must index stage-8 groups ({UNET_STAGES + 1}..{stages - 1}), "
+                f"independent_reconstruction entries must index stage-8 groups ({UNET_STAGES}..{stages - 1}), "
                 f"got {self.independent_reconstruction}"
             )
         if not 0.0 < self.mutual_ratio < 1.0:
