@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -160,11 +161,12 @@ class PresetInfo:
     num_bins: int | None
 
 
-def list_presets() -> list[PresetInfo]:
-    """Describe every preset, with its parameter count."""
+def list_presets(names: Sequence[str] | None = None) -> list[PresetInfo]:
+    """Describe the presets called ``names`` (default: all, in registration order) with parameter counts."""
+    presets = _PRESETS.values() if not names else [get_preset(name) for name in names]
     return [
         PresetInfo(preset.name, preset.kind, preset.description, count_parameters(preset.name), preset.num_bins)
-        for preset in _PRESETS.values()
+        for preset in presets
     ]
 
 
