@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 
@@ -12,6 +13,8 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from spikedeblur.cli import app
+from spikedeblur.models.vrt_checkpoint import random_vrt_state_dict
+from spikedeblur.models.vrt_config import get_vrt_config
 from spikedeblur.errors import CheckpointError, DownloadError, InputNotFoundError, InvalidInputError
 from spikedeblur.weights import (
     DEFAULT,
@@ -33,13 +36,16 @@ from spikedeblur.weights import resolve as resolve_module
 runner = CliRunner()
 
 
-def _vrt_style_checkpoint(seed: int) -> bytes:
-    """Serialize a small ``{'params': state_dict}`` file laid out like VRT's released checkpoints."""
-    generator = torch.Generator().manual_seed(seed)
-    state_dict = {
-        "conv_first.weight": torch.randn(8, 3, 3, 3, 3, generator=generator),
-        "conv_first.bias": torch.randn(8, generator=generator),
-    }
+@functools.cache
+def _tiny_vrt_state_dict() -> dict[str, torch.Tensor]:
+    return random_vrt_state_dict(get_vrt_config("vrt-tiny"), seed=0)
+
+
+@functools.cache
+def _vrt_checkpoint(variant: int) -> bytes:
+    """Serialize a complete ``vrt-tiny`` checkpoint laid out like VRT's releases; variants differ in one bias."""
+    state_dict = dict(_tiny_vrt_state_dict())
+    state_dict["conv_first.bias"] = state_dict["conv_first.bias"] + variant
     buffer = io.BytesIO()
     torch.save({"params": state_dict}, buffer)
     return buffer.getvalue()
@@ -50,7 +56,7 @@ def _record(server: LoopbackServer, name: str = "test-vrt", **overrides) -> Weig
         "name": name,
         "file_name": f"{name}.pth",
         "format": "vrt-pth",
-        "preset": "vrt-deblur",
+        "preset": "vrt-tiny",
         "description": "test record",
         "licence": "CC-BY-NC-4.0",
         "urls": (server.url(f"/{name}.pth"),),
@@ -64,7 +70,7 @@ def _record(server: LoopbackServer, name: str = "test-vrt", **overrides) -> Weig
 @pytest.fixture
 def server():
     with LoopbackServer() as running:
-        running.state.files["/test-vrt.pth"] = _vrt_style_checkpoint(seed=0)
+        running.state.files["/test-vrt.pth"] = _vrt_checkpoint(variant=0)
         yield running
 
 
@@ -213,7 +219,7 @@ def test_cached_file_is_used_without_network(server, tmp_path):
 def test_tampered_cache_file_fails_recorded_hash(server, tmp_path):
     record = _record(server)
     path = ensure_cached(record, cache_dir=tmp_path, offline=False)
-    path.write_bytes(_vrt_style_checkpoint(seed=1))
+    path.write_bytes(_vrt_checkpoint(variant=1))
 
     with pytest.raises(CheckpointError, match="recorded on first download") as caught:
         ensure_cached(record, cache_dir=tmp_path, offline=True)
@@ -225,7 +231,7 @@ def test_tampered_cache_file_fails_recorded_hash(server, tmp_path):
 def test_redownload_checked_against_recorded_hash(server, tmp_path):
     record = _record(server)
     ensure_cached(record, cache_dir=tmp_path, offline=False).unlink()
-    server.state.files["/test-vrt.pth"] = _vrt_style_checkpoint(seed=2)
+    server.state.files["/test-vrt.pth"] = _vrt_checkpoint(variant=2)
 
     with pytest.raises(DownloadError, match="SHA-256 is"):
         ensure_cached(record, cache_dir=tmp_path, offline=False)
@@ -237,7 +243,7 @@ def test_redownload_checked_against_recorded_hash(server, tmp_path):
 def test_force_downloads_again_and_rerecords(server, tmp_path):
     record = _record(server)
     ensure_cached(record, cache_dir=tmp_path, offline=False)
-    replacement = _vrt_style_checkpoint(seed=3)
+    replacement = _vrt_checkpoint(variant=3)
     server.state.files["/test-vrt.pth"] = replacement
 
     path = ensure_cached(record, cache_dir=tmp_path, offline=False, force=True)
@@ -271,13 +277,23 @@ def test_checkpoint_without_params_rejected(server, tmp_path):
     torch.save({"something_else": 1}, buffer)
     server.state.files["/test-vrt.pth"] = buffer.getvalue()
 
-    with pytest.raises(DownloadError, match="not tensors|no tensors|holds"):
+    with pytest.raises(DownloadError, match="entry 'something_else' is a int, not a tensor"):
         ensure_cached(_record(server), cache_dir=tmp_path, offline=False)
+
+
+def test_checkpoint_of_other_preset_rejected(server, tmp_path):
+    record = _record(server, preset="vrt-small")
+
+    with pytest.raises(DownloadError, match="is not a vrt-small checkpoint") as caught:
+        ensure_cached(record, cache_dir=tmp_path, offline=False)
+
+    assert "shape mismatches" in str(caught.value)
+    assert list(tmp_path.glob("test-vrt.pth*")) == []
 
 
 def test_file_placed_by_hand_is_checked_and_recorded(server, tmp_path):
     record = _record(server)
-    (tmp_path / "test-vrt.pth").write_bytes(_vrt_style_checkpoint(seed=4))
+    (tmp_path / "test-vrt.pth").write_bytes(_vrt_checkpoint(variant=4))
 
     ensure_cached(record, cache_dir=tmp_path, offline=True)
 

@@ -78,6 +78,8 @@ def download_file(
         raise DownloadError(f"no URL to download {destination.name} from")
 
     destination = Path(destination)
+    # NOTE: there is no lock, so two processes downloading the same file share one .part file. The size,
+    # hash and structure checks then reject a mixed-up result, but one of the downloads fails.
     part_path = destination.with_name(destination.name + ".part")
     failures: list[str] = []
 

@@ -40,28 +40,35 @@ def _load_vrt_state_dict(path: Path) -> dict:
         raise CheckpointError(f"{path.name} contains a {type(checkpoint).__name__}, not a state dict; expected a VRT .pth checkpoint")
     state_dict = checkpoint.get("params", checkpoint)
     if not isinstance(state_dict, dict) or not state_dict:
-        raise CheckpointError(f"{path.name} has no tensors under 'params'")
-    if not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
-        raise CheckpointError(f"{path.name}: 'params' contains values that are not tensors")
+        raise CheckpointError(f"{path.name} contains no tensors; expected a VRT .pth checkpoint")
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{path.name}: entry {key!r} is a {type(value).__name__}, not a tensor; expected a VRT .pth checkpoint"
+            )
     return state_dict
 
 
 def verify_vrt_checkpoint(path: Path, *, preset: str) -> None:
-    """Check that ``path`` is an official VRT ``.pth`` whose state dict fits the model ``preset``."""
+    """Check that ``path`` is an official VRT ``.pth`` whose state dict fits the VRT ``preset``.
+
+    Every key, shape and derived buffer is compared with the model built from the preset, so a file that
+    loads but belongs to another task (super-resolution, denoising) is rejected too.
+    """
+    from spikedeblur.models.vrt_checkpoint import convert_vrt_state_dict
+    from spikedeblur.models.vrt_config import get_vrt_config
+
     state_dict = _load_vrt_state_dict(path)
-
-    # NOTE: until the VRT importer (spikedeblur.models.vrt_checkpoint) is available, only the container is
-    # checked: a dict of tensors under 'params'. Key names and shapes are then checked when the model loads.
     try:
-        from spikedeblur.models import vrt_checkpoint
-    except ImportError:
-        logger.debug("VRT importer not available; checked %s by container only (%d tensors)", path, len(state_dict))
-        return
+        config = get_vrt_config(preset)
+    except ValueError as error:
+        raise CheckpointError(f"{path.name}: {error}") from error
 
-    from spikedeblur.models.vrt_config import VRT_PRESETS
-
-    config = VRT_PRESETS[preset]
-    vrt_checkpoint.convert_vrt_state_dict(state_dict, config)
+    try:
+        convert_vrt_state_dict(state_dict, config)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path.name} is not a {preset} checkpoint: {error}") from error
+    logger.debug("%s matches the %s layout (%d tensors)", path, preset, len(state_dict))
 
 
 def verify_safetensors(path: Path) -> None:
