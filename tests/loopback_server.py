@@ -16,12 +16,14 @@ class ServerState:
 
     ``cut_after`` maps a path to a byte count: the next response for that path announces the full length
     but closes the connection after that many body bytes (once per entry, then the entry is removed).
-    ``fail_status`` maps a path to an HTTP status returned instead of the file.
+    ``fail_status`` maps a path to an HTTP status returned instead of the file, and ``redirects`` maps a
+    path to another path on this server, sent as a 302 redirect (as GitHub release downloads do).
     """
 
     files: dict[str, bytes] = field(default_factory=dict)
     cut_after: dict[str, int] = field(default_factory=dict)
     fail_status: dict[str, int] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)
     support_range: bool = True
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -41,6 +43,15 @@ def _make_handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                 status = state.fail_status.get(self.path)
                 body = state.files.get(self.path)
                 cut = state.cut_after.pop(self.path, None)
+                redirect = state.redirects.get(self.path)
+
+            if redirect is not None:
+                self.send_response(302)
+                self.send_header("Location", redirect)
+                self.send_header("Content-Length", "0")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                return
 
             if status is not None or body is None:
                 self.send_response(status or 404)

@@ -66,6 +66,22 @@ def test_part_file_from_earlier_run_is_resumed(server, tmp_path):
     assert server.state.requests == [("/w.bin", "bytes=50000-")]
 
 
+def test_redirect_keeps_range_header(server, tmp_path):
+    server.state.redirects["/release/w.bin"] = "/storage/w.bin"
+    server.state.files["/storage/w.bin"] = PAYLOAD
+    server.state.cut_after["/storage/w.bin"] = 10_000
+
+    download_file([server.url("/release/w.bin")], tmp_path / "w.bin", expected_sha256=PAYLOAD_SHA256)
+
+    assert (tmp_path / "w.bin").read_bytes() == PAYLOAD
+    assert server.state.requests == [
+        ("/release/w.bin", None),
+        ("/storage/w.bin", None),
+        ("/release/w.bin", "bytes=10000-"),
+        ("/storage/w.bin", "bytes=10000-"),
+    ]
+
+
 def test_server_without_range_restarts_from_zero(server, tmp_path):
     server.state.support_range = False
     destination = tmp_path / "w.bin"
