@@ -8,8 +8,10 @@ import torch
 from spikedeblur.errors import InvalidInputError
 from spikedeblur.inference.settings import PRESET_SETTINGS, InferenceSettings, settings_for_preset
 from spikedeblur.inference.tiling import (
+    EDGE_WEIGHT,
     blend_ramp,
     clip_weights,
+    fade_length,
     padded_size,
     plan_tiles,
     reflect_indices,
@@ -44,13 +46,26 @@ def test_window_starts_rejects_overlap_not_below_window():
         window_starts(10, 4, 4)
 
 
-@pytest.mark.parametrize("overlap", [1, 2, 5, 20])
-def test_blend_ramps_sum_to_one_over_overlap(overlap):
+@pytest.mark.parametrize("overlap", [1, 2, 5, 16, 20, 64])
+def test_blend_ramps_cross_fade_in_middle(overlap):
     falling = blend_ramp(64, overlap=overlap, ramp_start=False, ramp_end=True)[-overlap:]
     rising = blend_ramp(64, overlap=overlap, ramp_start=True, ramp_end=False)[:overlap]
+    fade = fade_length(overlap)
+    margin = (overlap - fade) // 2
+    middle = slice(margin, overlap - margin)
 
-    torch.testing.assert_close(falling + rising, torch.ones(overlap))
+    torch.testing.assert_close(falling, rising.flip(0))
+    torch.testing.assert_close(falling[middle] + rising[middle], torch.ones(overlap - 2 * margin))
     assert float(rising.min()) > 0.0
+    assert torch.all(rising[1:] >= rising[:-1])
+    assert float(rising[0]) == pytest.approx(EDGE_WEIGHT if margin > 0 else rising[0])
+
+
+def test_fade_length_quarter_of_overlap():
+    assert fade_length(2) == 2
+    assert fade_length(16) == 4
+    assert fade_length(20) == 5
+    assert fade_length(64) == 16
 
 
 def test_blend_ramp_overlap_zero_is_all_ones():
@@ -106,7 +121,7 @@ def test_plan_tiles_weights_ramp_only_interior_edges():
     top_left = plan.weights(tiles[0])
 
     assert float(top_left[0, 0]) == 1.0
-    assert float(top_left[-1, -1]) < 0.01
+    assert float(top_left[-1, -1]) == pytest.approx(EDGE_WEIGHT**2)
     assert float(top_left.min()) > 0.0
 
 
