@@ -60,6 +60,7 @@ def test_transcode_options_reach_the_encoder(tmp_path):
     [
         (["--crf", "70"], "CRF 70 is out of range"),
         (["-e", "novalue"], "write it as key=value"),
+        (["-e", "presett=fast"], "not an option of libx264"),
         (["--codec", "libnothing"], "not available"),
         (["--even-size", "stretch"], "stretch"),
     ],

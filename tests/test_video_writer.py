@@ -369,3 +369,9 @@ def test_png_exception_leaves_target_untouched(tmp_path):
             writer.write(moving_pattern(0, 16, 16))
             raise RuntimeError("stop")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_encoder_option_name_rejected(tmp_path):
+    options = EncodeOptions(encoder_options={"tunee": "film"})
+    with pytest.raises(InvalidInputError, match="'tunee' is not an option of libx264; did you mean tune"):
+        VideoWriter(tmp_path / "out.mp4", source=None, options=options)

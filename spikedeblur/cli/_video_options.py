@@ -105,7 +105,12 @@ def build_encode_options(
     no_audio: bool,
 ):
     """Return the ``EncodeOptions`` for the parsed options; raise ``typer.BadParameter`` if invalid."""
-    from spikedeblur.video.encode_options import EncodeOptions, check_encoder_available, parse_encoder_option
+    from spikedeblur.video.encode_options import (
+        EncodeOptions,
+        check_encoder_available,
+        check_encoder_option_names,
+        parse_encoder_option,
+    )
 
     try:
         pairs = tuple(parse_encoder_option(text) for text in encoder_option or ())
@@ -119,6 +124,7 @@ def build_encode_options(
             copy_audio=not no_audio,
         )
         check_encoder_available(codec)
+        check_encoder_option_names(codec, list(options.codec_options()))
     except InvalidInputError as error:
         raise typer.BadParameter(str(error)) from None
     return options

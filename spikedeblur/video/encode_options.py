@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -122,6 +123,18 @@ def check_encoder_available(name: str) -> av.Codec:
             f"available: {', '.join(present) or 'none of the common ones'}"
         )
     return codec
+
+
+def check_encoder_option_names(name: str, keys: list[str]) -> None:
+    """Raise if an option name is unknown to encoder ``name``, because FFmpeg would silently ignore it."""
+    supported = av.codec.CodecContext.create(name, "w").supported_options
+    known = {option.name for option in supported.generic} | {option.name for option in supported.private}
+    for key in keys:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; list them with ffmpeg -h encoder=" + name
+        raise InvalidInputError(f"encoder option {key!r} is not an option of {name}{hint}")
 
 
 def _is_video_encoder(name: str) -> bool:

@@ -19,6 +19,7 @@ from spikedeblur.video.colour import FULL_RANGE, ColorTags, YuvConversion, resol
 from spikedeblur.video.encode_options import (
     EncodeOptions,
     check_encoder_available,
+    check_encoder_option_names,
     choose_pixel_format,
     even_size_for,
     pixel_format_depth,
@@ -97,6 +98,7 @@ class VideoWriter:
         self._queue_size = queue_size
 
         self._codec = check_encoder_available(self.options.codec)
+        check_encoder_option_names(self.options.codec, list(self.options.codec_options()))
         bit_depth = source.bit_depth if source is not None else 8
         source_pix_fmt = source.pix_fmt if source is not None and not source.is_image_sequence else None
         self.pix_fmt = choose_pixel_format(
