@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spikedeblur.errors import InvalidInputError
-from spikedeblur.evaluation.metrics import psnr, ssim
+from spikedeblur.evaluation.metrics import luma_pair, prepare_pair, psnr_prepared, ssim_prepared
 
 METRIC_NAMES = ("psnr", "ssim", "psnr_y", "ssim_y")
 
@@ -41,11 +41,14 @@ class FrameScores:
 
 def score_frame(prediction: np.ndarray, ground_truth: np.ndarray, *, crop_border: int = 0) -> FrameScores:
     """Score one (H, W, 3) RGB prediction against its ground truth (uint8, uint16 or float in [0, 1])."""
+    # Convert once and share the float images between the four scores.
+    rgb_prediction, rgb_truth = prepare_pair(prediction, ground_truth, crop_border=crop_border)
+    y_prediction, y_truth = luma_pair(rgb_prediction, rgb_truth)
     return FrameScores(
-        psnr=psnr(prediction, ground_truth, crop_border=crop_border),
-        ssim=ssim(prediction, ground_truth, crop_border=crop_border),
-        psnr_y=psnr(prediction, ground_truth, crop_border=crop_border, y_channel=True),
-        ssim_y=ssim(prediction, ground_truth, crop_border=crop_border, y_channel=True),
+        psnr=psnr_prepared(rgb_prediction, rgb_truth),
+        ssim=ssim_prepared(rgb_prediction, rgb_truth),
+        psnr_y=psnr_prepared(y_prediction, y_truth),
+        ssim_y=ssim_prepared(y_prediction, y_truth),
     )
 
 
