@@ -98,6 +98,12 @@ def describe_folder(path: Path, options) -> dict[str, Any]:
     files = list_frame_files(path)
     meta = resolve_meta(path, options)
     config = find_config(files[0].parent)
+    if options.size is not None:
+        size_source = "option"
+    elif config is not None:
+        size_source = "config"
+    else:
+        size_source = "guess"
     readers = [
         DatReader(file, meta.height, meta.width, flip=meta.flip, head_cols=meta.head_cols, strict=options.strict)
         for file in files
@@ -115,7 +121,7 @@ def describe_folder(path: Path, options) -> dict[str, Any]:
         "width": meta.width,
         "head_cols": meta.head_cols,
         "flip": meta.flip,
-        "size_source": "option" if options.size is not None else ("config" if config is not None else "guess"),
+        "size_source": size_source,
         "config": str(config) if config is not None else None,
         "ticks_per_file": {"min": min(ticks), "max": max(ticks), "mean": sum(ticks) / len(ticks)},
         "trailing_bytes_files": sum(1 for reader in readers if reader.trailing_bytes),

@@ -55,7 +55,7 @@ class FramePlan:
 def probe_video_frames(path: Path) -> FramePlan:
     """Read the frame timestamps of a video's first video stream from its packets, without decoding.
 
-    Times are relative to the first frame. The last frame lasts as long as its packet says, else one
+    Times are relative to the first frame. The last frame lasts for its packet's duration, else one
     frame interval at the stream's average rate, else the median gap.
     """
     import av

@@ -190,21 +190,56 @@ class DatReader:
         Returns:
             ``(K, H, W)`` uint32 counts for ``K = len(edges) - 1`` bins.
         """
+        edges = self._check_edges(edges)
+        counts = np.empty((edges.size - 1, self.height, self.width), dtype=np.uint32)
+        for index in range(edges.size - 1):
+            counts[index] = self._to_image(self._count_storage_order(int(edges[index]), int(edges[index + 1])))
+        return counts
+
+    def bin_rates(self, edges: np.ndarray | list[int]) -> np.ndarray:
+        """Return the firing rate of each pixel in each bin ``[edges[k], edges[k + 1])``.
+
+        Each bin must be non-empty. This is the fast path of the voxelizer: every bin is counted
+        and scaled while its counts are still in cache.
+
+        Returns:
+            ``(K, H, W)`` float32 rates in [0, 1].
+        """
+        edges = self._check_edges(edges)
+        lengths = np.diff(edges)
+        if np.any(lengths == 0):
+            raise InvalidInputError(f"bin edges {edges.tolist()} contain an empty bin; rates need at least one frame")
+
+        rates = np.empty((edges.size - 1, self.height, self.width), dtype=np.float32)
+        for index in range(edges.size - 1):
+            counts = self._to_image(self._count_storage_order(int(edges[index]), int(edges[index + 1])))
+            np.multiply(counts, np.float32(1.0 / lengths[index]), out=rates[index], casting="unsafe")
+        return rates
+
+    def _check_edges(self, edges: np.ndarray | list[int]) -> np.ndarray:
         edges = np.asarray(edges, dtype=np.int64)
         if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) < 0):
             raise InvalidInputError(f"bin edges {edges.tolist()} must be at least two non-decreasing frame indices")
         self._check_range(int(edges[0]), int(edges[-1]))
+        return edges
 
-        counts = np.zeros((edges.size - 1, self.frame_bytes * 8), dtype=np.uint32)
+    def _count_storage_order(self, start: int, stop: int) -> np.ndarray:
+        """Count spikes per stored pixel (storage order, head columns included) over frames ``[start, stop)``."""
         chunk = _chunk_frames(self.frame_bytes)
-        for index in range(edges.size - 1):
-            for chunk_start in range(int(edges[index]), int(edges[index + 1]), chunk):
-                packed = self._packed[chunk_start : min(int(edges[index + 1]), chunk_start + chunk)]
-                unpacked = np.unpackbits(packed, axis=-1, bitorder="little")
-                # A chunk has at most 255 frames, so the uint8 sum cannot overflow.
-                counts[index] += np.add.reduce(unpacked, axis=0)
-
-        return np.ascontiguousarray(self._to_image(counts))
+        chunk_counts = np.zeros(self.frame_bytes * 8, dtype=np.uint8)
+        total = None
+        for chunk_start in range(start, stop, chunk):
+            packed = self._packed[chunk_start : min(stop, chunk_start + chunk)]
+            unpacked = np.unpackbits(packed, axis=-1, bitorder="little")
+            # Summing in uint8 avoids NumPy's default upcast to int64, which is several times
+            # slower; a chunk has at most 255 frames, so the sum cannot overflow.
+            np.add.reduce(unpacked, axis=0, dtype=np.uint8, out=chunk_counts)
+            if stop - start <= chunk:
+                return chunk_counts
+            if total is None:
+                total = np.zeros(chunk_counts.shape, dtype=np.uint32)
+            total += chunk_counts
+        return total if total is not None else chunk_counts
 
 
 class DatWriter:

@@ -43,7 +43,7 @@ def firing_stats(counts: np.ndarray, ticks: int) -> FiringStats:
     """Summarize ``(H, W)`` per-pixel spike counts over ``ticks`` ticks.
 
     Dead and hot pixels are judged against the median of their 3x3 neighbourhood, so dark or bright
-    image regions are not counted; an isolated bright pixel one pixel wide also counts as hot.
+    image regions are not counted. A bright line one pixel wide also counts as hot.
     """
     import cv2
 

@@ -3,10 +3,14 @@
 The ``.npz`` is an uncompressed zip of ``.npy`` members that ``numpy.load`` reads as usual. The
 ``voxels`` member is streamed frame by frame, so memory use does not grow with the number of frames.
 
-Members: ``voxels`` ``(T, K, H, W)`` float16/float32 rates; ``frame_times`` and ``frame_durations``
-(seconds, NaN when unknown); ``tick_start`` and ``tick_stop`` (half-open spike tick range of each
-frame, per file for per-frame-file folders); ``bins``; ``spike_size`` and ``size`` as ``(H, W)``;
-``meta`` (the stream metadata as a JSON string).
+Members:
+
+- ``voxels``: ``(T, K, H, W)`` float16 or float32 rates.
+- ``frame_times``, ``frame_durations``: seconds, NaN when unknown.
+- ``tick_start``, ``tick_stop``: half-open spike tick range of each frame (within each file for
+  per-frame-file folders).
+- ``bins``; ``spike_size`` and ``size`` as ``(H, W)``.
+- ``meta``: the stream metadata as a JSON string.
 """
 
 from __future__ import annotations

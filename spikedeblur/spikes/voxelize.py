@@ -87,10 +87,7 @@ def voxelize_dat(reader: DatReader, start: int, stop: int, bins: int = 32) -> np
     if num_ticks < bins:
         return voxelize(reader.read(start, stop), bins)
 
-    edges = bin_edges(num_ticks, bins) + start
-    counts = reader.count_spikes_binned(edges)
-    lengths = np.diff(edges).astype(np.float32)
-    return counts.astype(np.float32) / lengths[:, None, None]
+    return reader.bin_rates(bin_edges(num_ticks, bins) + start)
 
 
 def tfp(spikes: np.ndarray) -> np.ndarray:
