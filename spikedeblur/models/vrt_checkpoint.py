@@ -9,6 +9,7 @@ importer compares the stored copies with the recomputed values and then drops th
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,11 @@ def official_layout(config: VRTConfig) -> dict[str, tuple[torch.Size, torch.dtyp
 
     Built on the meta device, so it allocates nothing.
     """
+    return dict(_cached_layout(config))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_layout(config: VRTConfig) -> dict[str, tuple[torch.Size, torch.dtype]]:
     model = VRT(config, device="meta")
     layout = {name: (value.shape, value.dtype) for name, value in model.state_dict().items()}
     for name, buffer in model.named_buffers():

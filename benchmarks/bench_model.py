@@ -1,0 +1,132 @@
+"""Forward latency and peak memory of the VRT backbone on CPU, optionally against the reference.
+
+Each measurement runs in a fresh subprocess, so the peak resident memory of one run does not hide
+another's: the reported memory is the peak RSS during the timed forwards minus the RSS after the
+model was built (activations and workspace, not weights). Both models get the same random
+official-layout weights and input, and the script prints the largest output difference.
+
+    python benchmarks/bench_model.py --preset vrt-tiny --size 6 64 64
+    PYTHONPATH=. /path/to/venv-with-torchvision/bin/python benchmarks/bench_model.py \\
+        --preset vrt-deblur --size 6 64 64 --reference /tmp/vrt-ref
+
+With ``--reference PATH`` (a checkout of JingyunLiang/VRT; it needs torchvision) flow alignment
+is switched on for every preset, since the reference cannot run without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _current_rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
+
+
+def _child(args: argparse.Namespace) -> None:
+    """Build one model, time ``repeat`` forwards after a warm-up, print one JSON line."""
+    from spikedeblur.models.vrt import VRT
+    from spikedeblur.models.vrt_checkpoint import load_vrt_checkpoint, random_vrt_state_dict
+    from spikedeblur.models.vrt_config import get_vrt_config
+
+    torch.set_num_threads(args.threads)
+    overrides = {"flow_alignment": True} if args.reference else {}
+    config = get_vrt_config(args.preset, **overrides)
+    state = random_vrt_state_dict(config, seed=0)
+
+    if args.child == "reference":
+        sys.path.insert(0, str(args.reference))
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+        from vrt_parity import build_reference
+
+        model = build_reference(args.reference, config)
+        model.load_state_dict(state, strict=True)
+    else:
+        model = VRT(config)
+        load_vrt_checkpoint(model, state)
+    model.eval()
+    del state
+
+    frames, height, width = args.size
+    x = torch.rand(1, frames, 3, height, width, generator=torch.Generator().manual_seed(1))
+    noise = torch.full((1, frames, 1, height, width), 0.1) if config.noise_map else None
+    if args.child == "reference":
+        inputs = (torch.cat((x, noise), dim=2),) if noise is not None else (x,)
+    else:
+        inputs = (x, noise)
+
+    with torch.inference_mode():
+        model(*inputs)  # warm-up: allocator pools, lazy kernel choices
+        rss_before = _current_rss_bytes()
+        seconds = []
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            out = model(*inputs)
+            seconds.append(time.perf_counter() - started)
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    torch.save(out, args.output)
+    print(json.dumps({"seconds": statistics.median(seconds), "peak_mib": max(0, peak - rss_before) / 2**20}))
+
+
+def _measure(implementation: str, preset: str, size: tuple[int, int, int], args: argparse.Namespace, output: Path) -> dict:
+    command = [
+        sys.executable, __file__, "--child", implementation, "--preset", preset,
+        "--size", *map(str, size), "--repeat", str(args.repeat), "--threads", str(args.threads),
+        "--output", str(output),
+    ]
+    if args.reference:
+        command += ["--reference", str(args.reference)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"{implementation} run failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", action="append", help="VRT preset; repeatable (default vrt-tiny)")
+    parser.add_argument("--size", type=int, nargs=3, action="append", metavar=("T", "H", "W"), help="input frames, height, width; repeatable (default 6 64 64)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed forwards per measurement (the median is printed)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument("--reference", type=Path, help="checkout of JingyunLiang/VRT to run beside ours")
+    parser.add_argument("--child", choices=("ours", "reference"), help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.preset = args.preset[0]
+        args.size = args.size[0]
+        _child(args)
+        return
+
+    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeat} forwards")
+    with tempfile.TemporaryDirectory() as scratch:
+        for preset in args.preset or ["vrt-tiny"]:
+            for size in [tuple(s) for s in args.size or [(6, 64, 64)]]:
+                ours_file = Path(scratch) / "ours.pt"
+                ours = _measure("ours", preset, size, args, ours_file)
+                line = f"{preset:11s} 1x{size[0]}x3x{size[1]}x{size[2]}: ours {ours['seconds']:.3f} s, {ours['peak_mib']:.0f} MiB"
+                if args.reference:
+                    ref_file = Path(scratch) / "reference.pt"
+                    ref = _measure("reference", preset, size, args, ref_file)
+                    diff = (torch.load(ours_file) - torch.load(ref_file)).abs().max().item()
+                    line += (
+                        f" | reference {ref['seconds']:.3f} s, {ref['peak_mib']:.0f} MiB"
+                        f" | speed-up {ref['seconds'] / ours['seconds']:.2f}x,"
+                        f" memory {ref['peak_mib'] / max(ours['peak_mib'], 1):.2f}x less, max|diff| {diff:.1e}"
+                    )
+                print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
