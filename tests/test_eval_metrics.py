@@ -190,6 +190,25 @@ def test_frame_size_mismatch_names_frame_and_sizes():
         evaluate_sequence(prediction, truth)
 
 
+def test_even_size_rounding_is_tolerated():
+    truth, prediction = _image_pair(seed=40, height=33, width=45)
+    padded = np.pad(prediction, ((0, 1), (0, 1), (0, 0)), mode="edge")
+    cropped = prediction[:32, :44]
+
+    from_padded = evaluate_sequence([padded], [truth])
+    from_cropped = evaluate_sequence([cropped], [truth])
+
+    assert from_padded.mean.psnr == pytest.approx(psnr(prediction, truth))
+    assert from_cropped.mean.psnr == pytest.approx(psnr(cropped, truth[:32, :44]))
+
+
+def test_one_pixel_on_even_size_is_rejected():
+    truth = [np.zeros((32, 32, 3), np.uint8)]
+
+    with pytest.raises(InvalidInputError, match="prediction is 33x32"):
+        evaluate_sequence([np.zeros((32, 33, 3), np.uint8)], truth)
+
+
 def test_empty_sequence_is_rejected():
     with pytest.raises(InvalidInputError, match="no frames"):
         evaluate_sequence([], [])

@@ -7,6 +7,7 @@ only the current frame of each sequence is in memory, so long videos can be scor
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ import numpy as np
 
 from spikedeblur.errors import InvalidInputError
 from spikedeblur.evaluation.metrics import luma_pair, prepare_pair, psnr_prepared, ssim_prepared
+
+logger = logging.getLogger(__name__)
 
 METRIC_NAMES = ("psnr", "ssim", "psnr_y", "ssim_y")
 
@@ -180,7 +183,8 @@ def evaluate_sequence(
 
     Each source is an iterable of (H, W, 3) images, of objects with an ``image`` attribute (such as the
     video reader's frames), or a (T, 3, H, W) torch tensor in [0, 1]. All sources must have the same
-    number of frames and frame size.
+    number of frames and frame size, except for the one row or column by which a 4:2:0 video of odd-sized
+    frames differs from them; then the common area is scored.
 
     Raises:
         InvalidInputError: frame counts or frame sizes differ; the message names both values.
@@ -191,6 +195,7 @@ def evaluate_sequence(
     label = f" in sequence {name!r}" if name else ""
 
     results: list[FrameResult] = []
+    size_notes: set[str] = set()
     for index in itertools.count():
         prediction = next(prediction_iter, _END)
         truth = next(truth_iter, _END)
@@ -220,12 +225,20 @@ def evaluate_sequence(
                 "give the input the prediction was made from"
             )
 
-        _check_sizes(index, prediction, truth, baseline, label)
+        scored_prediction, prediction_truth = _match_size(
+            prediction, truth, role="prediction", index=index, label=label, notes=size_notes
+        )
+        baseline_scores = None
+        if baseline is not None:
+            scored_baseline, baseline_truth = _match_size(
+                baseline, truth, role="blurry input", index=index, label=label, notes=size_notes
+            )
+            baseline_scores = score_frame(scored_baseline, baseline_truth, crop_border=crop_border)
         result = FrameResult(
             sequence=name,
             index=index,
-            prediction=score_frame(prediction, truth, crop_border=crop_border),
-            baseline=score_frame(baseline, truth, crop_border=crop_border) if baseline is not None else None,
+            prediction=score_frame(scored_prediction, prediction_truth, crop_border=crop_border),
+            baseline=baseline_scores,
         )
         results.append(result)
         if on_frame is not None:
@@ -236,18 +249,38 @@ def evaluate_sequence(
     return SequenceResult(name=name, frames=tuple(results))
 
 
-def _check_sizes(index: int, prediction: np.ndarray, truth: np.ndarray, baseline: np.ndarray | None, label: str) -> None:
-    truth_size = f"{truth.shape[1]}x{truth.shape[0]}"
-    if prediction.shape[:2] != truth.shape[:2]:
+def _is_even_size_fix(size: int, truth_size: int) -> bool:
+    """Whether ``size`` differs from ``truth_size`` only by the row or column a 4:2:0 encoder adds or drops."""
+    return size == truth_size or (truth_size % 2 == 1 and abs(size - truth_size) == 1)
+
+
+def _match_size(image: np.ndarray, truth: np.ndarray, *, role: str, index: int, label: str, notes: set[str]):
+    """Return ``image`` and ``truth`` cropped to a common size, or raise if their sizes really differ.
+
+    Video encoders with 4:2:0 chroma need even sizes, so a video written from odd-sized frames has one row
+    or column more (padding) or less (cropping) than its source. That difference is tolerated: both images
+    are cropped to the common top-left area.
+    """
+    if image.shape[:2] == truth.shape[:2]:
+        return image, truth
+
+    height, width = image.shape[:2]
+    truth_height, truth_width = truth.shape[:2]
+    if not (_is_even_size_fix(height, truth_height) and _is_even_size_fix(width, truth_width)):
         raise InvalidInputError(
-            f"frame {index}{label}: the prediction is {prediction.shape[1]}x{prediction.shape[0]} "
-            f"but the ground truth is {truth_size}; compare frames of equal size"
+            f"frame {index}{label}: the {role} is {width}x{height} but the ground truth is "
+            f"{truth_width}x{truth_height}; compare frames of equal size"
         )
-    if baseline is not None and baseline.shape[:2] != truth.shape[:2]:
-        raise InvalidInputError(
-            f"frame {index}{label}: the blurry input is {baseline.shape[1]}x{baseline.shape[0]} "
-            f"but the ground truth is {truth_size}; compare frames of equal size"
+
+    common_height, common_width = min(height, truth_height), min(width, truth_width)
+    if role not in notes:
+        notes.add(role)
+        logger.info(
+            "the %s is %dx%d and the ground truth %dx%d%s, the even-size rounding of 4:2:0 video; "
+            "scoring the common %dx%d area",
+            role, width, height, truth_width, truth_height, label, common_width, common_height,
         )
+    return image[:common_height, :common_width], truth[:common_height, :common_width]
 
 
 def evaluate_sequences(
