@@ -158,6 +158,14 @@ def test_all_mirrors_failing_names_each_url(server, tmp_path):
     assert f"{urls[1]}: HTTP 404" in message
 
 
+def test_malformed_mirror_url_falls_through(server, tmp_path):
+    urls = ["http://127.0.0.1:notaport/w.bin", server.url("/w.bin")]
+
+    download_file(urls, tmp_path / "w.bin", expected_sha256=PAYLOAD_SHA256)
+
+    assert (tmp_path / "w.bin").read_bytes() == PAYLOAD
+
+
 def test_silent_server_times_out(tmp_path):
     # A listening socket that never accepts: connecting succeeds through the backlog, reading stalls.
     with socket.socket() as silent:

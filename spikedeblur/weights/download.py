@@ -86,7 +86,8 @@ def download_file(
     for url in urls:
         try:
             _fetch_with_resume(url, part_path, progress=progress, timeout=timeout)
-        except (OSError, http.client.HTTPException, _TransferInterrupted, DownloadError) as error:
+        # ValueError covers http.client.InvalidURL (a malformed host or port in a mirror URL).
+        except (OSError, ValueError, http.client.HTTPException, _TransferInterrupted, DownloadError) as error:
             reason = _describe_failure(error)
             logger.warning("download of %s from %s failed: %s", destination.name, url, reason)
             failures.append(f"{url}: {reason}")
