@@ -270,3 +270,35 @@ def test_voxelize_video_timestamps_and_mp4_preview(tmp_path):
     assert np.array_equal(data["tick_start"], np.arange(0, 240, 40))
     with av.open(str(preview)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 6
+
+
+def test_voxelize_sidecar_spikes_per_frame_with_fps(tmp_path):
+    spikes = _smooth_spikes(100)
+    path = write_dat(tmp_path / "spf.dat", spikes, meta=SpikeMeta(spikes_per_frame=30, first_tick=5))
+    output = tmp_path / "spf.npz"
+
+    result = runner.invoke(app, ["voxelize", str(path), "--fps", "24", "--bins", "4", "-o", str(output)])
+
+    assert result.exit_code == 0, result.output
+    data = np.load(output)
+    assert np.array_equal(data["tick_start"], [5, 35, 65])
+    assert np.allclose(data["frame_times"], np.arange(3) / 24)
+
+
+def test_voxelize_frame_file_folder(tmp_path):
+    (tmp_path / "config.yaml").write_text("spike_h: 32\nspike_w: 48\n")
+    folder = tmp_path / "clip" / "spike"
+    folder.mkdir(parents=True)
+    clips = [_smooth_spikes(length, seed=length) for length in (56, 88)]
+    for index, spikes in enumerate(clips):
+        write_dat(folder / f"{index:06d}.dat", spikes)
+    output = tmp_path / "f.npz"
+
+    result = runner.invoke(app, ["voxelize", str(tmp_path / "clip"), "--bins", "8", "-o", str(output)])
+
+    assert result.exit_code == 0, result.output
+    data = np.load(output)
+    assert data["voxels"].shape == (2, 8, 32, 48)
+    assert np.array_equal(data["tick_stop"], [56, 88])
+    assert np.isnan(data["frame_times"]).all()
+    assert np.allclose(data["voxels"][1], voxelize(clips[1], 8))

@@ -30,7 +30,7 @@ def test_bit0_of_byte0_is_bottom_left(tmp_path):
     assert frames[0, 249, 0] == 1
 
 
-def test_top_row_column1_is_bit1_of_last_row_byte(tmp_path):
+def test_top_row_column1_bit_position(tmp_path):
     height, width = 250, 400
     byte_index = (height - 1) * width // 8
     assert byte_index == 12450

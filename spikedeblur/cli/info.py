@@ -90,10 +90,12 @@ def describe_dat(path: Path, options) -> dict[str, Any]:
 
 def describe_folder(path: Path, options) -> dict[str, Any]:
     """Collect the facts ``info`` reports for a folder of per-frame ``.dat`` files."""
+    import numpy as np
+
     from spikedeblur.spikes.dat import DatReader
     from spikedeblur.spikes.layout import find_config, list_frame_files
     from spikedeblur.spikes.source import resolve_meta
-    from spikedeblur.spikes.stats import combined_stats
+    from spikedeblur.spikes.stats import firing_stats
 
     files = list_frame_files(path)
     meta = resolve_meta(path, options)
@@ -104,12 +106,18 @@ def describe_folder(path: Path, options) -> dict[str, Any]:
         size_source = "config"
     else:
         size_source = "guess"
-    readers = [
-        DatReader(file, meta.height, meta.width, flip=meta.flip, head_cols=meta.head_cols, strict=options.strict)
-        for file in files
-    ]
-    ticks = [len(reader) for reader in readers]
-    stats = combined_stats(readers)
+    ticks = []
+    trailing_files = 0
+    total = np.zeros((meta.height, meta.width), dtype=np.uint64)
+    # Open one file at a time: a clip can have thousands of files, more than the open-file limit.
+    for file in files:
+        with DatReader(
+            file, meta.height, meta.width, flip=meta.flip, head_cols=meta.head_cols, strict=options.strict
+        ) as reader:
+            total += reader.count_spikes(0, reader.num_frames)
+            ticks.append(reader.num_frames)
+            trailing_files += bool(reader.trailing_bytes)
+    stats = firing_stats(total, sum(ticks))
 
     facts: dict[str, Any] = {
         "path": str(path),
@@ -124,7 +132,7 @@ def describe_folder(path: Path, options) -> dict[str, Any]:
         "size_source": size_source,
         "config": str(config) if config is not None else None,
         "ticks_per_file": {"min": min(ticks), "max": max(ticks), "mean": sum(ticks) / len(ticks)},
-        "trailing_bytes_files": sum(1 for reader in readers if reader.trailing_bytes),
+        "trailing_bytes_files": trailing_files,
     }
     facts.update(stats.to_json())
     return facts

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -28,9 +27,6 @@ from spikedeblur.cli._spike_options import (
     build_spike_options,
 )
 from spikedeblur.errors import InputNotFoundError, InvalidInputError
-
-logger = logging.getLogger(__name__)
-
 
 class VoxelDtype(str, Enum):
     float16 = "float16"
@@ -102,6 +98,30 @@ def probe_video_frames(path: Path) -> FramePlan:
     return FramePlan(times, durations, video_size, fps)
 
 
+def _mapped_frame_count(source) -> int | None:
+    """Return how many frames a clock-free frame mapping defines, or None when frames follow the clock."""
+    from spikedeblur.spikes.source import FrameFileSpikeSource
+
+    meta = source.meta
+    if isinstance(source, FrameFileSpikeSource):
+        return len(source.files)
+    if meta.frame_ticks is not None:
+        return len(meta.frame_ticks)
+    if meta.spikes_per_frame is not None:
+        return max(0, (source.num_ticks - meta.first_tick) // meta.spikes_per_frame)
+    return None
+
+
+def _clock_frame_count(source, fps: float) -> int:
+    """Return how many frames at ``fps`` from time 0 the stream covers."""
+    from spikedeblur.spikes.timing import uniform_frame_times
+
+    # Count a few frames past the end of the stream to absorb rounding, then keep the covered ones.
+    candidates = max(1, math.floor(source.num_ticks / source.meta.rate_hz * fps) + 2)
+    times, durations = uniform_frame_times(fps, candidates)
+    return source.covered_frames(times, durations)
+
+
 def _plan_frames(source, *, video: Path | None, fps: float | None, frames: int | None) -> FramePlan:
     from spikedeblur.spikes.source import FrameFileSpikeSource
     from spikedeblur.spikes.timing import uniform_frame_times
@@ -112,46 +132,31 @@ def _plan_frames(source, *, video: Path | None, fps: float | None, frames: int |
             plan = FramePlan(plan.times[:frames], plan.durations[:frames], plan.video_size, plan.fps)
         return plan
 
-    if fps is not None:
-        if frames is None:
-            # Take every frame whose window the stream covers; count a few extra to absorb rounding.
-            ticks = len(source.reader) if hasattr(source, "reader") else len(source.files)
-            candidates = max(1, math.floor(ticks / source.meta.rate_hz * fps) + 2)
-            times, durations = uniform_frame_times(fps, candidates)
-            frames = source.covered_frames(times, durations)
-            if frames == 0:
-                raise InvalidInputError(
-                    f"the spike stream does not cover even one frame at {fps:g} fps; check --spike-rate and --spike-offset"
-                )
-        times, durations = uniform_frame_times(fps, frames)
-        return FramePlan(times, durations, None, fps)
+    count = frames if frames is not None else _mapped_frame_count(source)
+    if count is None and fps is not None:
+        count = _clock_frame_count(source, fps)
+    if count is None:
+        raise typer.BadParameter(
+            "give the video frames with --video, --fps (and optionally --frames) or --spikes-per-frame",
+            param_hint="'--video'",
+        )
+    if count == 0:
+        raise InvalidInputError(
+            f"spike stream {source.name} does not cover even one video frame; check --spike-rate, "
+            "--spike-offset and --spikes-per-frame"
+        )
 
-    meta = source.meta
+    if fps is not None:
+        times, durations = uniform_frame_times(fps, count)
+        return FramePlan(times, durations, None, fps)
     if isinstance(source, FrameFileSpikeSource):
-        count = len(source.files) if frames is None else frames
         unknown = np.full(count, np.nan)
         return FramePlan(unknown, unknown.copy(), None, None)
 
-    if meta.frame_ticks is not None or meta.spikes_per_frame is not None:
-        if meta.frame_ticks is not None:
-            available = len(meta.frame_ticks)
-        else:
-            available = max(0, (len(source.reader) - meta.first_tick) // meta.spikes_per_frame)
-        count = available if frames is None else frames
-        if count == 0:
-            raise InvalidInputError(
-                f"the spike stream has {len(source.reader)} ticks, fewer than one frame of "
-                f"{meta.spikes_per_frame} ticks after tick {meta.first_tick}"
-            )
-        windows = [source.window(index, 0.0, 1.0) for index in range(count)]
-        times = np.array([start / meta.rate_hz for start, _ in windows])
-        durations = np.array([(stop - start) / meta.rate_hz for start, stop in windows])
-        return FramePlan(times, durations, None, None)
-
-    raise typer.BadParameter(
-        "give the video frames with --video, --fps (and optionally --frames) or --spikes-per-frame",
-        param_hint="'--video'",
-    )
+    # Ticks-per-frame mappings: report each frame's time and length on the spike clock.
+    rate = source.meta.rate_hz
+    windows = np.array([source.window(index, 0.0, 1.0) for index in range(count)], dtype=np.float64)
+    return FramePlan(windows[:, 0] / rate, (windows[:, 1] - windows[:, 0]) / rate, None, None)
 
 
 class _PreviewVideo:

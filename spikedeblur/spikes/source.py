@@ -7,6 +7,7 @@ a :class:`SpikeSource` whose :meth:`~SpikeSource.voxels` decodes only the ticks 
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 MissingPolicy = Literal["error", "zero"]
 
 
-class SpikeSource:
+class SpikeSource(abc.ABC):
     """Spike voxels for video frames; use :func:`open_spike_source` to create one.
 
     Attributes:
@@ -70,19 +71,21 @@ class SpikeSource:
     def close(self) -> None:
         """Release open files."""
 
+    @abc.abstractmethod
     def window(self, index: int, time_s: float, duration_s: float) -> tuple[int, int]:
         """Return the half-open tick range of video frame ``index`` (file-local for per-frame files)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def covers(self, index: int, time_s: float, duration_s: float) -> bool:
         """Return whether the stream contains every tick of frame ``index``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _describe_gap(self, index: int, time_s: float, duration_s: float) -> str:
-        raise NotImplementedError
+        """Return the message for an uncovered frame: what the stream has and what the frame needs."""
 
+    @abc.abstractmethod
     def _voxels_at_spike_size(self, index: int, time_s: float, duration_s: float, bins: int) -> np.ndarray:
-        raise NotImplementedError
+        """Return the ``(K, H, W)`` voxels of a covered frame at the spike size."""
 
     def covered_frames(self, times_s: Sequence[float], durations_s: Sequence[float]) -> int:
         """Return how many leading frames are covered: the index of the first uncovered frame, or the count."""
@@ -131,6 +134,7 @@ class DatSpikeSource(SpikeSource):
     def __init__(self, reader: DatReader, meta: SpikeMeta, **kwargs) -> None:
         super().__init__(reader.path.name, meta, **kwargs)
         self.reader = reader
+        self.num_ticks = reader.num_frames
 
     def close(self) -> None:
         self.reader.close()

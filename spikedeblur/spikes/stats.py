@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,14 +65,3 @@ def stream_stats(reader: DatReader) -> FiringStats:
     """Compute :class:`FiringStats` over every frame of ``reader``, decoding one chunk at a time."""
     return firing_stats(reader.count_spikes(0, reader.num_frames), reader.num_frames)
 
-
-def combined_stats(readers: Iterable[DatReader]) -> FiringStats:
-    """Compute :class:`FiringStats` over several files of one size, such as per-frame files of a clip."""
-    total = None
-    ticks = 0
-    for reader in readers:
-        with reader:
-            counts = reader.count_spikes(0, reader.num_frames)
-            ticks += reader.num_frames
-        total = counts if total is None else total + counts
-    return firing_stats(total, ticks)
