@@ -252,3 +252,43 @@ def test_metrics_import_no_skimage():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
 
     assert completed.returncode == 0, completed.stderr
+
+
+def _write_simulated_dataset(folder, truth, blurry) -> None:
+    """Lay out a data set as ``spikedeblur simulate`` writes it: sharp/ frames, blurry.mp4 and a manifest."""
+    _write_folder(folder / "sharp", truth)
+    _write_video(folder / "blurry.mp4", blurry)
+    manifest = {"format": "spikedeblur.simulated-dataset", "version": 1, "blurry": "blurry.mp4", "sharp": "sharp"}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_eval_simulated_dataset_adds_baseline(clip, tmp_path):
+    _write_simulated_dataset(tmp_path / "dataset", clip["truth"], clip["blurry"])
+
+    result = runner.invoke(
+        app, ["-q", "eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "dataset"), "--json"]
+    )
+
+    summary = json.loads(result.stdout)
+    expected_baseline = np.mean([psnr(b, t) for b, t in zip(clip["blurry"], clip["truth"])])
+    assert result.exit_code == 0, result.output
+    assert summary["num_frames"] == NUM_FRAMES
+    assert summary["baseline_mean"]["psnr"] == pytest.approx(expected_baseline, abs=1e-6)
+
+
+def test_eval_folder_of_simulated_datasets(tmp_path):
+    for name, seed in (("clip_a", 0), ("clip_b", 1)):
+        truth = _frames(seed=seed, count=2)
+        _write_simulated_dataset(tmp_path / "test" / name, truth, [cv2.GaussianBlur(f, (7, 7), 2.0) for f in truth])
+        (tmp_path / "results").mkdir(exist_ok=True)
+        _write_video(tmp_path / "results" / f"{name}.mkv", _noisy(truth, 3, seed=seed))
+
+    result = runner.invoke(
+        app, ["-q", "eval", "--pred", str(tmp_path / "results"), "--gt", str(tmp_path / "test"), "--json"]
+    )
+
+    summary = json.loads(result.stdout)
+    assert result.exit_code == 0, result.output
+    assert [entry["name"] for entry in summary["sequences"]] == ["clip_a", "clip_b"]
+    assert summary["baseline_mean"] is not None
+    assert summary["mean"]["psnr"] > summary["baseline_mean"]["psnr"]

@@ -4,11 +4,17 @@ An input is one sequence (a video file, an image folder, or a single image) or a
 A collection is a folder with no images directly inside. Its sub-folders and video files are the sequences,
 as in the test split of REDS or GoPro (``GT/000/00000000.png``). Collections are matched by sequence name (the sub-folder
 name or the video's file name without its extension).
+
+A data set written by ``spikedeblur simulate`` (a folder with a ``manifest.json`` of format
+``spikedeblur.simulated-dataset``) given as ground truth is one sequence: its ``sharp/`` frames are the
+ground truth and its ``blurry.mp4`` is the baseline unless another blurry input is given. A folder of such
+data sets is a collection.
 """
 
 from __future__ import annotations
 
 import logging
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +36,45 @@ class SequenceInputs:
     blurry: Path | None = None
 
 
+DATASET_MANIFEST = "manifest.json"
+DATASET_FORMAT = "spikedeblur.simulated-dataset"
+
+
+@dataclass(frozen=True)
+class SimulatedDataset:
+    """Ground-truth frames and blurry video of a data set written by ``spikedeblur simulate``."""
+
+    sharp: Path
+    blurry: Path
+
+
+def read_simulated_dataset(folder: Path) -> SimulatedDataset | None:
+    """Return the ground-truth and blurry paths of a simulated data set, or None if ``folder`` is not one."""
+    manifest_path = folder / DATASET_MANIFEST
+    if not folder.is_dir() or not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise InvalidInputError(f"cannot read the data set manifest {manifest_path} ({error}); regenerate the data set") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != DATASET_FORMAT:
+        return None
+
+    sharp = folder / str(manifest.get("sharp", "sharp"))
+    blurry = folder / str(manifest.get("blurry", "blurry.mp4"))
+    for role, path in (("ground-truth folder", sharp), ("blurry video", blurry)):
+        if not path.exists():
+            raise InputNotFoundError(f"the data set {folder} lacks its {role} {path}; regenerate the data set")
+    return SimulatedDataset(sharp=sharp, blurry=blurry)
+
+
 def _has_images(folder: Path) -> bool:
     return any(entry.is_file() and entry.suffix.lower() in _IMAGE_SUFFIXES for entry in folder.iterdir())
 
 
 def list_collection(folder: Path) -> dict[str, Path] | None:
     """Return the sequences of a collection folder by name, or None when ``folder`` is a single sequence."""
-    if not folder.is_dir() or _has_images(folder):
+    if not folder.is_dir() or _has_images(folder) or read_simulated_dataset(folder) is not None:
         return None
 
     entries: dict[str, Path] = {}
@@ -77,6 +115,14 @@ def _match(role: str, folder: Path, wanted: dict[str, Path], found: dict[str, Pa
     return found
 
 
+def _sequence(name: str, prediction: Path, ground_truth: Path, blurry: Path | None) -> SequenceInputs:
+    """Build one sequence, reading a simulated data set's ground truth and blurry video from its manifest."""
+    dataset = read_simulated_dataset(ground_truth)
+    if dataset is None:
+        return SequenceInputs(name, prediction, ground_truth, blurry)
+    return SequenceInputs(name, prediction, dataset.sharp, blurry if blurry is not None else dataset.blurry)
+
+
 def pair_inputs(prediction: Path, ground_truth: Path, blurry: Path | None = None) -> list[SequenceInputs]:
     """Return the sequences to score, matching collections by name.
 
@@ -96,18 +142,19 @@ def pair_inputs(prediction: Path, ground_truth: Path, blurry: Path | None = None
                     f"the {role} {path} is a folder of sequences but the ground truth {ground_truth} is a single "
                     "sequence; give matching inputs"
                 )
-        return [SequenceInputs(ground_truth.stem if ground_truth.is_file() else ground_truth.name, prediction, ground_truth, blurry)]
+        name = ground_truth.stem if ground_truth.is_file() else ground_truth.name
+        return [_sequence(name, prediction, ground_truth, blurry)]
 
     prediction_sequences = _match("prediction", prediction, truth_sequences, list_collection(prediction))
     blurry_sequences = (
         _match("blurry input", blurry, truth_sequences, list_collection(blurry)) if blurry is not None else None
     )
     return [
-        SequenceInputs(
-            name=name,
-            prediction=prediction_sequences[name],
-            ground_truth=truth_path,
-            blurry=blurry_sequences[name] if blurry_sequences is not None else None,
+        _sequence(
+            name,
+            prediction_sequences[name],
+            truth_path,
+            blurry_sequences[name] if blurry_sequences is not None else None,
         )
         for name, truth_path in truth_sequences.items()
     ]
