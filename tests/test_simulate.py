@@ -141,8 +141,10 @@ def test_blurry_frame_averages_only_exposure_ticks():
 
     result = next(simulate_frames(frames, exposure=exposure))
 
-    np.testing.assert_allclose(result.blurry, np.mean(frames[:5], axis=0), atol=1e-6)
-    np.testing.assert_array_equal(result.sharp, frames[2])
+    # The 5 exposed ticks are centred in the 8-tick interval: ticks 1 to 5.
+    np.testing.assert_allclose(result.blurry, np.mean(frames[1:6], axis=0), atol=1e-6)
+    np.testing.assert_array_equal(result.sharp, frames[3])
+    assert exposure.frame_ticks(2) == (17, 21)
     assert result.spikes.shape == (8, 16, 16)
 
 
@@ -168,9 +170,9 @@ def test_procedural_ground_truth_rendered_at_exposure_centre():
 
     results = list(simulate_scene(scene, 2, exposure=exposure))
 
-    assert exposure_centre_time(1, exposure) == pytest.approx(1.375)
-    np.testing.assert_array_equal(results[1].sharp, scene.render(1.375))
-    ticks = scene.render_times(1 + (np.arange(6) + 0.5) / 8)
+    assert exposure_centre_time(1, exposure) == pytest.approx(1.5)
+    np.testing.assert_array_equal(results[1].sharp, scene.render(1.5))
+    ticks = scene.render_times(1 + (np.arange(1, 7) + 0.5) / 8)
     np.testing.assert_allclose(results[1].blurry, ticks.mean(axis=0), atol=1e-6)
     assert results[1].spikes.shape == (8, 32, 32)
 

@@ -189,9 +189,10 @@ class ExposureConfig:
 
     Attributes:
         ticks_per_frame: spike ticks (sharp frames) between the starts of two blurry frames.
-        exposure_ticks: ticks averaged into each blurry frame, starting at the frame's first tick;
-            ``None`` means all of them (a 100 % duty cycle). Smaller values leave a gap in each frame
-            interval where the RGB camera is not exposing but the spike camera keeps ticking.
+        exposure_ticks: ticks averaged into each blurry frame, centred in the frame interval;
+            ``None`` means all of them (a 100 % duty cycle). Smaller values leave gaps before and
+            after the exposure where the RGB camera is not exposing but the spike camera keeps
+            ticking.
         spike_scale: spike resolution as a fraction of the RGB size.
         linear_light: average the blur in linear light instead of display values.
     """
@@ -217,13 +218,23 @@ class ExposureConfig:
         """Ticks averaged into each blurry frame."""
         return self.ticks_per_frame if self.exposure_ticks is None else self.exposure_ticks
 
+    @property
+    def exposure_start(self) -> int:
+        """First exposed tick within a frame interval (the exposure is centred, rounded down)."""
+        return (self.ticks_per_frame - self.exposure) // 2
+
+    def frame_ticks(self, frame_index: int) -> tuple[int, int]:
+        """Return the first and last exposed ticks (inclusive) of frame ``frame_index`` in the stream."""
+        first = frame_index * self.ticks_per_frame + self.exposure_start
+        return first, first + self.exposure - 1
+
 
 @dataclass
 class SimulatedFrame:
     """One blurry frame with its ground truth and the spikes of its whole frame interval.
 
     ``blurry`` and ``sharp`` are (H, W, 3) float32 RGB in [0, 1]; ``spikes`` is (ticks_per_frame, h, w)
-    uint8 in {0, 1}, of which the first ``exposure`` ticks cover the blurry frame's exposure.
+    uint8 in {0, 1}, of which ``exposure`` ticks from ``exposure_start`` cover the blurry frame's exposure.
     """
 
     index: int
@@ -277,7 +288,8 @@ class FrameSimulator:
             )
 
         tick = len(self._spikes)
-        if tick < self.exposure.exposure:
+        first_exposed = self.exposure.exposure_start
+        if first_exposed <= tick < first_exposed + self.exposure.exposure:
             self._window.append(frame.astype(np.float32, copy=False))
         if sharp is not None:
             self._exact_sharp = sharp.astype(np.float32, copy=False)
@@ -371,7 +383,7 @@ def tick_times(frame_index: int, exposure: ExposureConfig) -> np.ndarray:
 
 def exposure_centre_time(frame_index: int, exposure: ExposureConfig) -> float:
     """Return the scene time at the centre of frame ``frame_index``'s exposure window."""
-    return frame_index + exposure.exposure / (2.0 * exposure.ticks_per_frame)
+    return frame_index + (exposure.exposure_start + exposure.exposure / 2.0) / exposure.ticks_per_frame
 
 
 def simulate_scene(
