@@ -22,14 +22,14 @@ class Frame:
     image: np.ndarray
 
 
-def make_frames(count: int, height: int, width: int, *, seed: int = 0, dtype=np.uint8) -> list[Frame]:
+def make_frames(count: int, height: int, width: int, *, seed: int = 0, dtype=np.uint8, start_s: float = 0.0) -> list[Frame]:
     rng = np.random.default_rng(seed)
     maximum = np.iinfo(dtype).max
     frames = []
     for index in range(count):
         image = rng.integers(0, maximum + 1, size=(height, width, 3), dtype=np.int64).astype(dtype)
         # Irregular timestamps, as in a variable-frame-rate video.
-        frames.append(Frame(index=index, pts=1000 + 40 * index + (index % 3), time=0.04 * index + 0.001 * (index % 3), image=image))
+        frames.append(Frame(index=index, pts=1000 + 40 * index + (index % 3), time=start_s + 0.04 * index + 0.001 * (index % 3), image=image))
     return frames
 
 
@@ -165,14 +165,16 @@ def test_sixteen_bit_input_gives_sixteen_bit_output():
 
 
 def test_spike_windows_follow_frame_timestamps():
-    frames = make_frames(4, 64, 64)
+    frames = make_frames(4, 64, 64, start_s=1.5)
     spikes = PatternSpikes(64, 64)
 
     run_inference(frames, PixelModel(), ListSink(), settings=InferenceSettings(clip_len=2, clip_overlap=0, tile=0), spikes=spikes)
 
     indices = [call[0] for call in spikes.calls]
+    times = [call[1] for call in spikes.calls]
     durations = [call[2] for call in spikes.calls]
     assert indices == [0, 1, 2, 3]
+    np.testing.assert_allclose(times, [frame.time - frames[0].time for frame in frames])
     expected = [frames[i + 1].time - frames[i].time for i in range(3)]
     np.testing.assert_allclose(durations[:3], expected)
     assert durations[3] == pytest.approx(expected[2])
@@ -343,7 +345,7 @@ def test_progress_reports_frames_and_tile():
     reports = []
 
     run_inference(
-        make_frames(7, 64, 64),
+        make_frames(7, 64, 100),
         PixelModel(),
         None,
         settings=InferenceSettings(clip_len=3, clip_overlap=1, tile=64, tile_overlap=8),
@@ -355,6 +357,12 @@ def test_progress_reports_frames_and_tile():
     assert reports[-1].total_frames == 7
     assert [report.frames_done for report in reports] == sorted(report.frames_done for report in reports)
     assert {report.tile for report in reports} == {64}
+
+
+def test_single_tile_reported_as_whole_frame():
+    stats = run_inference(make_frames(2, 50, 60), PixelModel(), None, settings=InferenceSettings(clip_len=2, clip_overlap=0, tile=128, tile_overlap=8))
+
+    assert stats.tile == 0
 
 
 def test_geometry_defaults_when_model_has_no_attributes():

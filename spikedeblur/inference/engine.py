@@ -84,7 +84,7 @@ class ModelGeometry:
 
 @dataclass(frozen=True)
 class InferenceProgress:
-    """A progress report: frames written so far and the tile side in use (0 = whole frames)."""
+    """A progress report: frames written so far and the tile side in use (0 when one tile covers the frame)."""
 
     frames_done: int
     total_frames: int | None
@@ -95,7 +95,11 @@ class InferenceProgress:
 
 @dataclass(frozen=True)
 class InferenceStats:
-    """The summary of a finished run. Memory peaks are None where the platform does not report them."""
+    """The summary of a finished run.
+
+    ``tile`` is the tile side of the last clip, 0 when one tile covered the whole frame. Memory peaks
+    are None where the platform does not report them.
+    """
 
     frames: int
     clips: int
@@ -171,10 +175,12 @@ def _prepare_frames(
 
     A frame's exposure window lasts until the next frame starts, which also holds for variable frame
     rates; the last frame keeps the previous interval, or ``frame_interval_s`` when there is only one.
+    Spike times count from the first frame, which the spike clock's offset refers to.
     """
     previous: SourceFrame | None = None
     previous_interval = frame_interval_s
     position = 0
+    first_time: float | None = None
 
     def prepare(frame: SourceFrame, duration_s: float | None) -> _PreparedFrame:
         voxels = None
@@ -184,7 +190,7 @@ def _prepare_frames(
                     f"frame {frame.index} at {frame.time:.6f} s has no usable duration for its spike window; "
                     "the video needs a frame rate"
                 )
-            array = spikes.voxels(frame.index, frame.time, duration_s, bins=bins)
+            array = spikes.voxels(frame.index, frame.time - first_time, duration_s, bins=bins)
             voxels = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
         return _PreparedFrame(
             position=position,
@@ -196,6 +202,8 @@ def _prepare_frames(
         )
 
     for frame in frames:
+        if first_time is None:
+            first_time = frame.time
         if previous is not None:
             interval = frame.time - previous.time
             if interval > 0:
@@ -231,6 +239,8 @@ class _ClipRunner:
         self.tile_overlap = settings.tile_overlap
         self.min_tile = int(np.ceil(max(settings.min_tile, geometry.min_size) / geometry.size_multiple)) * geometry.size_multiple
         self.tile_reductions = 0
+        # The tile side the last clip ran with, 0 when one tile covered the whole frame.
+        self.tile_in_use = settings.tile
 
     def plan(self, height: int, width: int) -> TilePlan:
         return plan_tiles(
@@ -247,6 +257,7 @@ class _ClipRunner:
         height, width = clip[0].image.shape[-2:]
         while True:
             plan = self.plan(height, width)
+            self.tile_in_use = 0 if len(plan) == 1 else plan.largest_side
             out_of_memory = False
             try:
                 return self._run_tiles(clip, plan)
@@ -428,7 +439,7 @@ def run_inference(
                     total_frames=total_frames,
                     clips_done=clips_done,
                     elapsed_s=time.perf_counter() - started,
-                    tile=runner.tile,
+                    tile=runner.tile_in_use,
                 )
             )
 
@@ -451,7 +462,7 @@ def run_inference(
         weights = clip_weights(start, stop - start, overlap=settings.clip_overlap, total_frames=stop if final else None)
         blender.add(start, restored, weights)
         clips_done += 1
-        logger.debug("clip %d: frames %d-%d, %dpx tiles", clips_done, start, stop - 1, runner.tile)
+        logger.debug("clip %d: frames %d-%d, tile side %d px (0 = whole frame)", clips_done, start, stop - 1, runner.tile_in_use)
 
     writer = None
     if sink is not None:
@@ -510,7 +521,7 @@ def run_inference(
         frames=frames_written,
         clips=clips_done,
         elapsed_s=time.perf_counter() - started,
-        tile=runner.tile,
+        tile=runner.tile_in_use,
         tile_reductions=runner.tile_reductions,
         peak_host_bytes=devices.peak_host_memory_bytes(),
         peak_device_bytes=devices.peak_device_memory_bytes(device),

@@ -1,0 +1,181 @@
+"""Deblur a video file end to end: open the video, spikes, model and writer, then run the engine."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from spikedeblur.errors import InputNotFoundError, InvalidInputError
+from spikedeblur.inference import devices
+from spikedeblur.inference.engine import InferenceProgress, InferenceStats, run_inference
+from spikedeblur.inference.loading import load_inference_model
+from spikedeblur.inference.settings import InferenceSettings, settings_for_preset
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRequest:
+    """Everything ``spikedeblur run`` needs; None values take the defaults of the model preset.
+
+    ``output_path=None`` runs the pipeline without writing (benchmark mode). ``weights=None`` uses
+    the weights registry's default, except in benchmark mode with a ``model_preset``, where the
+    preset runs with random weights.
+    """
+
+    input_path: Path
+    output_path: Path | None
+    spikes_path: Path | None = None
+    spike_options: object | None = None
+    missing_spikes: Literal["error", "zero"] = "error"
+    weights: str | None = None
+    model_preset: str | None = None
+    clip_len: int | None = None
+    clip_overlap: int | None = None
+    tile: int | None = None
+    tile_overlap: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    compile_model: bool = False
+    image_fps: float | None = None
+    encode_options: object | None = None
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The result of :func:`deblur_video`: engine statistics and what ran where."""
+
+    stats: InferenceStats
+    settings: InferenceSettings
+    device: torch.device
+    precision: str
+    weights_source: str
+    output_path: Path | None
+
+
+_PRECISION_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def _check_coverage_up_front(source, info) -> None:
+    """Fail before any model work when the spike stream cannot cover the video's frames.
+
+    The check assumes frames at a constant rate from the first one. The engine checks every frame's
+    real timestamp again while running.
+    """
+    from spikedeblur.spikes.timing import uniform_frame_times
+
+    if not info.num_frames_exact or info.num_frames < 1 or not info.fps:
+        return
+    times, durations = uniform_frame_times(float(info.fps), info.num_frames)
+    source.check_coverage(times, durations)
+
+
+def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress], None] | None = None) -> RunSummary:
+    """Deblur ``request.input_path`` into ``request.output_path`` and return the run's summary.
+
+    The output is written atomically: on any error or Ctrl-C no partial file is left. Raises the
+    project's errors for invalid inputs, missing files, uncovered spike frames and devices.
+    """
+    from spikedeblur.spikes.source import open_spike_source
+    from spikedeblur.video import VideoReader, open_video_writer
+    from spikedeblur.weights.registry import DEFAULT
+
+    device = devices.resolve_device(request.device)
+    dtype = devices.resolve_precision(request.precision, device)
+
+    if not request.input_path.exists():
+        raise InputNotFoundError(f"input {request.input_path} does not exist; check the path")
+    if request.spikes_path is not None and not request.spikes_path.exists():
+        raise InputNotFoundError(f"spike stream {request.spikes_path} does not exist; check the --spikes path")
+
+    weights = request.weights
+    if weights is None and not (request.output_path is None and request.model_preset is not None):
+        weights = DEFAULT
+    model = load_inference_model(weights, preset=request.model_preset, device=device, dtype=dtype, compile_model=request.compile_model)
+    if request.spikes_path is not None and not model.uses_spikes:
+        raise InvalidInputError(
+            f"weights {model.source} are an RGB-only model without a spike branch, so --spikes cannot be used; "
+            "drop --spikes or give VRT+Spike weights"
+        )
+    if request.spikes_path is None and model.uses_spikes:
+        logger.info("no --spikes given: the model's RGB backbone deblurs alone")
+
+    settings = settings_for_preset(
+        model.preset,
+        clip_len=request.clip_len,
+        clip_overlap=request.clip_overlap,
+        tile=request.tile,
+        tile_overlap=request.tile_overlap,
+    )
+    logger.info(
+        "%s on %s in %s: clips of %d frames (overlap %d), %s tiles (overlap %d px)",
+        model.preset or "custom model",
+        device,
+        _PRECISION_NAMES.get(dtype, str(dtype)),
+        settings.clip_len,
+        settings.clip_overlap,
+        f"{settings.tile}px" if settings.tile else "whole-frame",
+        settings.tile_overlap,
+    )
+
+    with contextlib.ExitStack() as stack:
+        reader = stack.enter_context(VideoReader(request.input_path, image_fps=request.image_fps))
+        info = reader.info
+        frame_interval_s = float(1 / Fraction(info.fps)) if info.fps else None
+
+        spikes = None
+        if request.spikes_path is not None:
+            spikes = stack.enter_context(
+                open_spike_source(
+                    request.spikes_path,
+                    request.spike_options,
+                    video_size=(info.height, info.width),
+                    missing=request.missing_spikes,
+                )
+            )
+            if request.missing_spikes == "error":
+                _check_coverage_up_front(spikes, info)
+
+        sink = None
+        if request.output_path is not None:
+            sink = stack.enter_context(
+                open_video_writer(
+                    request.output_path,
+                    source=info,
+                    options=request.encode_options,
+                    overwrite=request.overwrite,
+                    copy_streams_from=None if info.is_image_sequence else request.input_path,
+                    inputs=tuple(path for path in (request.input_path, request.spikes_path) if path is not None),
+                )
+            )
+
+        stats = run_inference(
+            reader,
+            model.restore,
+            sink,
+            settings=settings,
+            spikes=spikes,
+            device=device,
+            dtype=dtype,
+            geometry=model.geometry,
+            frame_interval_s=frame_interval_s,
+            total_frames=info.num_frames if info.num_frames_exact else None,
+            progress=progress,
+        )
+
+    return RunSummary(
+        stats=stats,
+        settings=settings,
+        device=device,
+        precision=_PRECISION_NAMES.get(dtype, str(dtype)),
+        weights_source=model.source,
+        output_path=request.output_path,
+    )
