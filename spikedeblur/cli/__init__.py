@@ -22,6 +22,10 @@ from spikedeblur.cli import voxelize as _voxelize
 _voxelize.register(app)
 from spikedeblur.cli import transcode as _transcode
 _transcode.register(app)
+from spikedeblur.cli import simulate as _simulate
+_simulate.register(app)
+from spikedeblur.cli import train as _train
+_train.register(app)
 from spikedeblur.cli import run as _run
 _run.register(app)
 # --- end of command registration ---
