@@ -143,6 +143,9 @@ def test_debug_shows_traceback(tmp_path):
         (["--spike-size", "250"], "--spike-size"),
         (["--exposure", "fast"], "--exposure"),
         (["--spike-rate", "0"], "--spike-rate"),
+        (["--exposure", "50%", "--spikes-per-frame", "20"], "--exposure"),
+        (["--size", "video"], "--size"),
+        (["--preview", "p.gif"], "--preview"),
     ],
 )
 def test_voxelize_bad_option_is_usage_error(stream, tmp_path, args, option):

@@ -109,6 +109,12 @@ def build_spike_options(
     size = checked("--spike-size", lambda: parse_size(spike_size, description="spike size")) if spike_size else None
     exposure_s, exposure_fraction = checked("--exposure", lambda: parse_exposure(exposure)) if exposure else (None, None)
 
+    if exposure is not None and spikes_per_frame is not None:
+        raise typer.BadParameter(
+            "--exposure sets a window on the clock and --spikes-per-frame a fixed tick count; give only one",
+            param_hint="'--exposure'",
+        )
+
     # Check each value alone first, so the error names the option that caused it.
     checked("--spike-rate", lambda: SpikeOptions(rate_hz=spike_rate))
     checked("--spike-offset", lambda: SpikeOptions(offset_s=spike_offset))

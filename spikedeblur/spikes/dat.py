@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 from pathlib import Path
 from types import TracebackType
@@ -114,7 +115,11 @@ class DatReader:
             logger.warning("%s; ignoring them", message)
 
         self.num_frames = int(num_frames)
-        self._packed = np.memmap(self.path, dtype=np.uint8, mode="r", shape=(self.num_frames, self.frame_bytes))
+        with open(self.path, "rb") as handle:
+            self._mmap = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        self._packed = np.frombuffer(self._mmap, dtype=np.uint8, count=self.num_frames * self.frame_bytes).reshape(
+            self.num_frames, self.frame_bytes
+        )
 
     def __len__(self) -> int:
         return self.num_frames
@@ -129,11 +134,29 @@ class DatReader:
         self.close()
 
     def close(self) -> None:
-        """Release the memory map; later reads raise."""
-        packed = getattr(self, "_packed", None)
-        if packed is not None and packed._mmap is not None:
-            packed._mmap.close()
+        """Release the memory map; later reads raise.
+
+        Arrays returned by :meth:`read_packed` are views of the map, so while any of them is alive
+        the map stays open until garbage collection.
+        """
         self._packed = None
+        memory_map = getattr(self, "_mmap", None)
+        if memory_map is not None:
+            with contextlib.suppress(BufferError):
+                memory_map.close()
+
+    def _release_pages(self, start: int, stop: int) -> None:
+        """Drop the mapped pages of frames ``[start, stop)`` from this process's resident memory.
+
+        The pages stay in the operating system's file cache, so a later read is cheap. Without this,
+        resident memory grows with every frame read and reaches the file size on long recordings.
+        """
+        if not hasattr(mmap, "MADV_DONTNEED") or self._packed is None:
+            return
+        first = -(-start * self.frame_bytes // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = stop * self.frame_bytes // mmap.PAGESIZE * mmap.PAGESIZE
+        if last > first:
+            self._mmap.madvise(mmap.MADV_DONTNEED, first, last - first)
 
     def _check_range(self, start: int, stop: int) -> tuple[int, int]:
         if start < 0 or stop > self.num_frames or start > stop:
@@ -171,6 +194,7 @@ class DatReader:
 
         packed = self.read_packed(start, stop)
         unpacked = np.unpackbits(packed, axis=-1, bitorder="little")
+        self._release_pages(start, stop)
         frames = np.ascontiguousarray(self._to_image(unpacked))
         return frames.view(bool) if dtype == np.dtype(bool) else frames
 
@@ -229,8 +253,9 @@ class DatReader:
         chunk_counts = np.zeros(self.frame_bytes * 8, dtype=np.uint8)
         total = None
         for chunk_start in range(start, stop, chunk):
-            packed = self._packed[chunk_start : min(stop, chunk_start + chunk)]
-            unpacked = np.unpackbits(packed, axis=-1, bitorder="little")
+            chunk_stop = min(stop, chunk_start + chunk)
+            unpacked = np.unpackbits(self._packed[chunk_start:chunk_stop], axis=-1, bitorder="little")
+            self._release_pages(chunk_start, chunk_stop)
             # Summing in uint8 avoids NumPy's default upcast to int64, which is several times
             # slower; a chunk has at most 255 frames, so the sum cannot overflow.
             np.add.reduce(unpacked, axis=0, dtype=np.uint8, out=chunk_counts)
