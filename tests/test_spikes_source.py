@@ -222,3 +222,25 @@ def test_parse_exposure_units(text, expected):
 def test_options_validate_on_construction(options, match):
     with pytest.raises(InvalidInputError, match=match):
         SpikeOptions(**options)
+
+
+def test_frame_file_strict_rejects_partial_frame(tmp_path):
+    clip, _ = _make_gopro_tree(tmp_path, [40])
+    dat = clip / "spike" / "000000.dat"
+    dat.write_bytes(dat.read_bytes() + b"\0\0\0")
+
+    assert open_spike_source(clip).voxels(0, 0.0, 0.0, bins=4).shape == (4, 8, 16)
+    with pytest.raises(InvalidInputError, match="3 bytes"):
+        open_spike_source(clip, SpikeOptions(strict=True)).voxels(0, 0.0, 0.0, bins=4)
+
+
+def test_guess_finds_head_columns(tmp_path):
+    rng = np.random.default_rng(5)
+    scene = np.linspace(0.1, 0.9, 400)[None, :] * np.linspace(0.5, 1.0, 250)[:, None]
+    pixels = rng.random((10, 250, 400)) < scene
+    head = rng.random((10, 250, 16)) < 0.5
+    path = write_dat(tmp_path / "head.dat", np.concatenate([pixels, head], axis=2))
+
+    meta = resolve_meta(path)
+
+    assert (meta.height, meta.width, meta.head_cols) == (250, 400, 16)

@@ -170,15 +170,16 @@ class DatSpikeSource(SpikeSource):
 class FrameFileSpikeSource(SpikeSource):
     """A folder with one ``.dat`` file per video frame; file ``i`` (in name order) is frame ``i``."""
 
-    def __init__(self, folder: Path, files: list[Path], meta: SpikeMeta, **kwargs) -> None:
+    def __init__(self, folder: Path, files: list[Path], meta: SpikeMeta, *, strict: bool = False, **kwargs) -> None:
         super().__init__(folder.name, meta, **kwargs)
         self.folder = folder
         self.files = files
+        self.strict = strict
 
     def _reader(self, index: int) -> DatReader:
         height, width = self.spike_size
         return DatReader(
-            self.files[index], height, width, flip=self.meta.flip, head_cols=self.meta.head_cols
+            self.files[index], height, width, flip=self.meta.flip, head_cols=self.meta.head_cols, strict=self.strict
         )
 
     def window(self, index: int, time_s: float, duration_s: float) -> tuple[int, int]:
@@ -282,7 +283,7 @@ def open_spike_source(
 
     common = {"video_size": video_size, "missing": missing, "scale": scale}
     if path.is_dir():
-        return FrameFileSpikeSource(path, list_frame_files(path), meta, **common)
+        return FrameFileSpikeSource(path, list_frame_files(path), meta, strict=options.strict, **common)
 
     reader = DatReader(path, meta.height, meta.width, flip=meta.flip, head_cols=meta.head_cols, strict=options.strict)
     try:
