@@ -183,8 +183,8 @@ def evaluate_sequence(
 
     Each source is an iterable of (H, W, 3) images, of objects with an ``image`` attribute (such as the
     video reader's frames), or a (T, 3, H, W) torch tensor in [0, 1]. All sources must have the same
-    number of frames and frame size, except for the one row or column by which a 4:2:0 video of odd-sized
-    frames differs from them; then the common area is scored.
+    number of frames and frame size. The exception is a 4:2:0 video made from odd-sized frames, which has
+    one row or column more or less than them. Then the common area is scored.
 
     Raises:
         InvalidInputError: frame counts or frame sizes differ; the message names both values.
@@ -250,7 +250,7 @@ def evaluate_sequence(
 
 
 def _is_even_size_fix(size: int, truth_size: int) -> bool:
-    """Whether ``size`` differs from ``truth_size`` only by the row or column a 4:2:0 encoder adds or drops."""
+    """Return whether ``size`` differs from ``truth_size`` only by the row or column a 4:2:0 encoder adds or drops."""
     return size == truth_size or (truth_size % 2 == 1 and abs(size - truth_size) == 1)
 
 
