@@ -301,3 +301,19 @@ def test_single_grayscale_jpeg(tmp_path):
 def test_empty_folder_is_rejected(tmp_path):
     with pytest.raises(InvalidInputError, match="contains no image files"):
         probe(tmp_path)
+
+
+def test_alpha_channel_dropped_with_warning(tmp_path, caplog):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for number in range(2):
+        rgba = np.zeros((8, 8, 4), np.uint8)
+        rgba[..., 2] = 200  # red in OpenCV's BGRA order
+        rgba[..., 3] = 10
+        cv2.imwrite(str(folder / f"{number}.png"), rgba)
+    with caplog.at_level(logging.WARNING, logger="spikedeblur"):
+        _, frames = read_all(folder)
+
+    assert frames[0].image.shape == (8, 8, 3)
+    assert frames[0].image[0, 0].tolist() == [200, 0, 0]
+    assert caplog.text.count("dropping the alpha channel") == 1

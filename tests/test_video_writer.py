@@ -113,7 +113,7 @@ def test_subtitles_converted_to_mov_text_for_mp4(tmp_path):
     assert [payload[2:] for payload in texts] == [b"Hello", b"World"]
 
 
-def test_subtitles_skipped_with_warning_when_container_cannot_hold_them(tmp_path, caplog):
+def test_unsupported_subtitles_skipped_with_warning(tmp_path, caplog):
     source = make_clip(tmp_path / "s.mkv", num_frames=5, subtitles=[(0.1, 0.15, "Hello")])
     target = tmp_path / "out.avi"
     with caplog.at_level(logging.WARNING, logger="spikedeblur"):

@@ -15,7 +15,7 @@ _HELP_PANEL = "Output video"
 
 
 class EvenSize(str, Enum):
-    """How odd frame sizes are made even for 4:2:0 and 4:2:2 pixel formats."""
+    """Policy for making odd frame sizes even for 4:2:0 and 4:2:2 pixel formats."""
 
     pad = "pad"
     crop = "crop"

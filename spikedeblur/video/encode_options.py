@@ -43,13 +43,13 @@ _FALLBACK_FORMATS_DEEP = ("yuv420p10le", "yuv422p10le", "yuv444p10le", "yuv420p1
 
 @dataclass(frozen=True, kw_only=True)
 class EncodeOptions:
-    """How the writer encodes video.
+    """Encoder settings of a :class:`~spikedeblur.video.writer.VideoWriter`.
 
     ``crf`` and ``preset`` of None mean the encoder's default here: CRF 18 for libx264, libx265 and
     libsvtav1 and preset ``medium`` for libx264 and libx265; other encoders get neither.
     ``encoder_options`` are passed to FFmpeg unchanged (values are strings). ``pixel_format`` of
     None keeps the source's pixel format when the encoder supports it, else picks a 4:2:0 format
-    with the source's bit depth. ``even_size`` says how odd sizes are made even for chroma
+    with the source's bit depth. ``even_size`` sets how odd sizes are made even for chroma
     subsampled formats: ``pad`` repeats the last row or column, ``crop`` drops it.
     """
 
@@ -132,7 +132,9 @@ def check_encoder_option_names(name: str, keys: list[str]) -> None:
     for key in keys:
         if key in known:
             continue
-        close = difflib.get_close_matches(key, sorted(known), n=3)
+        if key == "preset":
+            raise InvalidInputError(f"encoder {name} has no presets; drop --preset")
+        close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.75)
         hint = f"; did you mean {', '.join(close)}?" if close else "; list them with ffmpeg -h encoder=" + name
         raise InvalidInputError(f"encoder option {key!r} is not an option of {name}{hint}")
 

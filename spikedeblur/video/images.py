@@ -44,6 +44,11 @@ def read_image_rgb(path: Path) -> np.ndarray:
     Returns ``(H, W, 3)`` uint8 for 8-bit files and uint16 (full 0..65535 scale) for 16-bit files.
     Grayscale images are repeated to three channels and an alpha channel is dropped.
     """
+    return read_image_with_alpha_flag(path)[0]
+
+
+def read_image_with_alpha_flag(path: Path) -> tuple[np.ndarray, bool]:
+    """Read an image file as :func:`read_image_rgb` does; also return whether alpha was dropped."""
     # imdecode on the raw bytes also works for paths that OpenCV's imread cannot open on every platform.
     raw = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
@@ -53,14 +58,13 @@ def read_image_rgb(path: Path) -> np.ndarray:
         raise InvalidInputError(f"image {path} has {image.dtype} samples; only 8-bit and 16-bit images are supported")
 
     if image.ndim == 2:
-        return repeat(image, "h w -> h w c", c=3).copy()
+        return repeat(image, "h w -> h w c", c=3).copy(), False
     channels = image.shape[2]
     if channels == 1:
-        return repeat(image[:, :, 0], "h w -> h w c", c=3).copy()
+        return repeat(image[:, :, 0], "h w -> h w c", c=3).copy(), False
     if channels == 4:
-        logger.debug("dropping the alpha channel of %s", path)
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB), True
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), False
 
 
 def write_png_rgb(path: Path, image: np.ndarray) -> None:

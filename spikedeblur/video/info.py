@@ -55,9 +55,9 @@ class StreamInfo:
 class VideoInfo:
     """Facts about a video file or image sequence, known before its frames are decoded.
 
-    ``width`` and ``height`` are the size of the frames the reader yields, which is the coded size:
-    the reader does not apply the rotation tag, it reports it in ``rotation`` (degrees,
-    counter-clockwise as FFmpeg's display matrix) and the writer carries it to the output.
+    ``width`` and ``height`` are the size of the frames the reader yields, which is the coded size.
+    The reader does not apply the rotation tag. It reports the tag in ``rotation`` (degrees, as
+    FFmpeg's display matrix gives them), and the writer copies it to the output.
     ``num_frames`` is counted from the packets when ``num_frames_exact`` is true; otherwise it is an
     estimate from the container's duration and frame rate. ``expected_frames`` is what the container
     header promises: its frame count, or else its duration times the frame rate (then

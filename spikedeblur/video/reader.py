@@ -16,7 +16,7 @@ from av.video.reformatter import ColorRange, Interpolation
 from spikedeblur.errors import InvalidInputError
 from spikedeblur.video._worker import END, QueueWorker
 from spikedeblur.video.colour import describe_guess
-from spikedeblur.video.images import list_image_files, read_image_rgb
+from spikedeblur.video.images import list_image_files, read_image_with_alpha_flag
 from spikedeblur.video.info import VideoInfo, open_video_container, probe, select_video_stream
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,9 @@ class VideoReader:
         guess = describe_guess(self.info.conversion) if self.info.conversion else None
         if guess:
             logger.info("%s: %s", self.path.name, guess)
+        # Gray+alpha formats have 2 components and YUVA/RGBA formats 4; frames come out as RGB.
+        if not self.info.is_image_sequence and len(av.VideoFormat(self.info.pix_fmt).components) in (2, 4):
+            logger.warning("%s: dropping the %s alpha channel; outputs are RGB", self.path.name, self.info.pix_fmt)
 
     def __enter__(self) -> VideoReader:
         return self
@@ -173,8 +176,12 @@ class VideoReader:
         info = self.info
         files = list_image_files(self.path) if self.path.is_dir() else [self.path]
         expected_dtype = np.uint16 if info.is_deep else np.uint8
+        alpha_warned = False
         for index, file in enumerate(files):
-            image = read_image_rgb(file)
+            image, had_alpha = read_image_with_alpha_flag(file)
+            if had_alpha and not alpha_warned:
+                logger.warning("%s: dropping the alpha channel; outputs are RGB without transparency", file.name)
+                alpha_warned = True
             if image.shape != (info.height, info.width, 3):
                 raise InvalidInputError(
                     f"image {file} is {image.shape[1]}x{image.shape[0]} but the first image is "

@@ -70,11 +70,12 @@ class VideoWriter:
 
     Frames are converted and encoded on a background thread behind a bounded queue, so ``write``
     returns as soon as the frame is queued. The file is written to a temporary path beside
-    ``path`` and renamed onto it only when the ``with`` block ends without an exception; on any
+    ``path`` and renamed onto it only when the ``with`` block ends without an exception. On any
     exception or Ctrl-C the temporary file is removed and ``path`` is left untouched.
 
     ``source`` supplies the frame size, frame rate, time base, bit depth, colour tags and rotation
-    of the output; without it they come from the first frame, 25 fps and 8-bit. With
+    of the output. Without it the size comes from the first frame, the rate is 25 fps, the time base
+    1/90000 s and the depth 8 bits. With
     ``copy_streams_from``, that file's audio and subtitle streams are copied packet for packet.
     """
 
@@ -254,9 +255,9 @@ class VideoWriter:
     def write(self, image: np.ndarray, *, pts: int | None = None, time: float | None = None) -> None:
         """Queue one ``(H, W, 3)`` RGB frame (uint8, uint16, or float32 in [0, 1]) for encoding.
 
-        ``pts`` is in the source time base; without it, ``time`` (seconds) is converted, and
-        without both the frame is placed one frame interval after the previous one. Timestamps
-        must increase strictly.
+        ``pts`` is in the source time base. Without it, ``time`` (seconds) is converted to the time
+        base. Without both, the frame is placed one frame interval after the previous one.
+        Timestamps must increase strictly.
         """
         if not self._entered:
             raise RuntimeError("use VideoWriter as a context manager: with VideoWriter(...) as writer")
