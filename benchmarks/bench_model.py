@@ -11,6 +11,12 @@ official-layout weights and input, and the script prints the largest output diff
 
 With ``--reference PATH`` (a checkout of JingyunLiang/VRT; it needs torchvision) flow alignment
 is switched on for every preset, since the reference cannot run without it.
+
+With ``--fused PRESET`` (a VRT+Spike preset, repeatable) the script instead measures what the spike
+branch and fusion add: the same model runs once without spike voxels (the backbone path) and once
+with them. It also prints the FLOPs and the meta-device memory estimate of both paths.
+
+    python benchmarks/bench_model.py --fused vrt-spike --size 6 192 192 --repeat 1
 """
 
 from __future__ import annotations
@@ -93,6 +99,86 @@ def _measure(implementation: str, preset: str, size: tuple[int, int, int], args:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _spike_child(args: argparse.Namespace) -> None:
+    """Build one VRT+Spike model, time ``repeat`` forwards with or without spikes, print one JSON line."""
+    from spikedeblur.models.registry import create_model
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = create_model(args.preset).eval()
+
+    frames, height, width = args.size
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(1, frames, 3, height, width, generator=generator)
+    voxels = None
+    if args.child == "spike-fused":
+        voxels = torch.rand(1, frames, model.num_bins, height, width, generator=generator)
+
+    with torch.inference_mode():
+        model(x, voxels)  # warm-up: allocator pools, lazy kernel choices
+        rss_before = _current_rss_bytes()
+        seconds = []
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            out = model(x, voxels)
+            seconds.append(time.perf_counter() - started)
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    torch.save(out, args.output)
+    print(json.dumps({"seconds": statistics.median(seconds), "peak_mib": max(0, peak - rss_before) / 2**20}))
+
+
+def _spike_static_figures(preset: str, size: tuple[int, int, int]) -> dict[str, float]:
+    """FLOPs and meta-device memory estimate of a VRT+Spike preset, without and with spikes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from spikedeblur.models.registry import create_model, estimate_memory
+
+    frames, height, width = size
+    model = create_model(preset, device="meta").eval()
+    x = torch.empty(1, frames, 3, height, width, device="meta")
+    voxels = torch.empty(1, frames, model.num_bins, height, width, device="meta")
+    flops = []
+    for spikes in (None, voxels):
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(x, spikes)
+        flops.append(counter.get_total_flops())
+
+    common = {"frames": frames, "height": height, "width": width}
+    plain_memory = estimate_memory(preset, with_spikes=False, **common).total_bytes
+    fused_memory = estimate_memory(preset, with_spikes=True, **common).total_bytes
+    return {
+        "plain_tflop": flops[0] / 1e12,
+        "fused_tflop": flops[1] / 1e12,
+        "plain_estimate_mib": plain_memory / 2**20,
+        "fused_estimate_mib": fused_memory / 2**20,
+    }
+
+
+def _bench_fused(args: argparse.Namespace, scratch: Path) -> None:
+    """Print, per VRT+Spike preset and size, the time and memory that the spike branch adds."""
+    for preset in args.fused:
+        for size in [tuple(s) for s in args.size or [(6, 64, 64)]]:
+            static = _spike_static_figures(preset, size)
+            plain = _measure("spike-plain", preset, size, args, scratch / "plain.pt")
+            fused = _measure("spike-fused", preset, size, args, scratch / "fused.pt")
+            added_time = fused["seconds"] / plain["seconds"] - 1
+            added_memory = fused["peak_mib"] / max(plain["peak_mib"], 1) - 1
+            added_flops = static["fused_tflop"] / static["plain_tflop"] - 1
+            added_estimate = static["fused_estimate_mib"] / static["plain_estimate_mib"] - 1
+            print(
+                f"{preset:15s} 1x{size[0]}x3x{size[1]}x{size[2]}:"
+                f" backbone path {plain['seconds']:.3f} s, {plain['peak_mib']:.0f} MiB"
+                f" | with spikes {fused['seconds']:.3f} s, {fused['peak_mib']:.0f} MiB"
+                f" | added: time {added_time:+.1%}, memory {added_memory:+.1%}"
+                f" | FLOPs {static['plain_tflop']:.3f} -> {static['fused_tflop']:.3f} T ({added_flops:+.1%}),"
+                f" estimated memory {static['plain_estimate_mib']:.0f} -> {static['fused_estimate_mib']:.0f} MiB"
+                f" ({added_estimate:+.1%})",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", action="append", help="VRT preset; repeatable (default vrt-tiny)")
@@ -100,16 +186,24 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed forwards per measurement (the median is printed)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--reference", type=Path, help="checkout of JingyunLiang/VRT to run beside ours")
-    parser.add_argument("--child", choices=("ours", "reference"), help=argparse.SUPPRESS)
+    parser.add_argument("--fused", action="append", metavar="PRESET", help="VRT+Spike preset: measure what the spike branch adds; repeatable")
+    parser.add_argument("--child", choices=("ours", "reference", "spike-plain", "spike-fused"), help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         args.preset = args.preset[0]
         args.size = args.size[0]
-        _child(args)
+        if args.child.startswith("spike-"):
+            _spike_child(args)
+        else:
+            _child(args)
         return
 
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeat} forwards")
+    if args.fused:
+        with tempfile.TemporaryDirectory() as scratch:
+            _bench_fused(args, Path(scratch))
+        return
     with tempfile.TemporaryDirectory() as scratch:
         for preset in args.preset or ["vrt-tiny"]:
             for size in [tuple(s) for s in args.size or [(6, 64, 64)]]:
