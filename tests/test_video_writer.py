@@ -375,3 +375,12 @@ def test_unknown_encoder_option_name_rejected(tmp_path):
     options = EncodeOptions(encoder_options={"tunee": "film"})
     with pytest.raises(InvalidInputError, match="'tunee' is not an option of libx264; did you mean tune"):
         VideoWriter(tmp_path / "out.mp4", source=None, options=options)
+
+
+def test_png_output_warns_that_rotation_is_lost(tmp_path, caplog):
+    source = make_clip(tmp_path / "rot.mp4", num_frames=2, rotation=90)
+    with caplog.at_level(logging.WARNING, logger="spikedeblur"):
+        transcode(source, tmp_path / "frames")
+
+    assert "cannot store the 90 degree rotation tag" in caplog.text
+    assert len(list((tmp_path / "frames").iterdir())) == 2

@@ -87,6 +87,11 @@ class ImageSequenceWriter:
         self._last_pts: int | None = None
         self.frames_written = 0
 
+        if source is not None and source.rotation:
+            logger.warning(
+                "PNG files cannot store the %d degree rotation tag of the source; frames are saved as stored",
+                source.rotation,
+            )
         ignored = sorted(key for key, value in _video_only.items() if value is not None)
         if ignored:
             logger.debug("image-sequence output ignores %s", ", ".join(ignored))
