@@ -247,3 +247,29 @@ def test_official_vrt_weights_keep_identity(tmp_path):
     encoder_before = other.spike_encoder.input_projection[0].weight.clone()
     load_backbone_weights(other, path)
     assert torch.equal(other.spike_encoder.input_projection[0].weight, encoder_before)
+    with torch.no_grad():
+        assert (other(frames, voxels) - expected).abs().max() <= 1e-6
+
+    # load_checkpoint accepts the .pth file too, for training that starts from VRT's weights.
+    third = create_model(TINY)
+    third_metadata = load_checkpoint(third, path)
+    assert third_metadata.preset is None
+    assert "official VRT weights from official.pth" in third_metadata.training_data
+    with torch.no_grad():
+        assert (third(frames, voxels) - expected).abs().max() <= 1e-6
+
+
+def test_official_vrt_missing_file(tmp_path):
+    with pytest.raises(InputNotFoundError, match="does not exist"):
+        load_model(tmp_path / "absent.pth")
+    with pytest.raises(InputNotFoundError, match="does not exist"):
+        load_checkpoint(create_model(TINY), tmp_path / "absent.pth")
+
+
+def test_official_vrt_wrong_preset(tmp_path):
+    vrt_checkpoint = pytest.importorskip("spikedeblur.models.vrt_checkpoint")
+    path = tmp_path / "official.pth"
+    torch.save({"params": vrt_checkpoint.random_vrt_state_dict(get_preset("vrt-tiny").config, seed=0)}, path)
+
+    with pytest.raises(CheckpointError, match="does not match the VRT configuration"):
+        load_model(path, preset="vrt-spike-small")

@@ -248,12 +248,18 @@ def load_state_strict(model: nn.Module, state: Mapping[str, Tensor], *, source: 
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> CheckpointMetadata:
-    """Load a spikedeblur checkpoint into an existing ``model`` and return its metadata.
+    """Load a checkpoint file into an existing ``model`` and return its metadata.
 
-    The stored configuration must equal ``model.config``; otherwise one
-    :class:`~spikedeblur.errors.CheckpointError` lists every differing field.
+    For a spikedeblur ``.safetensors`` file, the stored configuration must equal ``model.config``.
+    Otherwise one :class:`~spikedeblur.errors.CheckpointError` lists every differing field. An
+    official VRT ``.pth``/``.pt`` file loads into the backbone only (see :func:`load_backbone_weights`).
     """
     path = Path(path)
+    if path.suffix.lower() in OFFICIAL_VRT_SUFFIXES:
+        if not path.is_file():
+            raise InputNotFoundError(f"checkpoint {path} does not exist; check the path")
+        load_backbone_weights(model, path)
+        return _official_metadata(model, path, preset=None)
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     state, raw_metadata = _read_safetensors(path, device=device if device.type != "meta" else "cpu")
@@ -344,16 +350,19 @@ def _load_official_vrt(
         raise InputNotFoundError(f"checkpoint {path} does not exist; check the path")
     model = create_model(preset, device=device, dtype=dtype)
     load_backbone_weights(model, path)
-    config = model.config
-    metadata = CheckpointMetadata(
+    logger.info("loaded official VRT weights %s into preset %s", path, preset)
+    return model.eval(), _official_metadata(model, path, preset=preset)
+
+
+def _official_metadata(model: nn.Module, path: Path, *, preset: str | None) -> CheckpointMetadata:
+    spike_note = "; spike branch unchanged" if isinstance(model, VRTSpike) else ""
+    return CheckpointMetadata(
         kind=_model_kind(model),
         preset=preset,
-        config=config,
+        config=model.config,
         package_version=__version__,
-        training_data=f"official VRT weights from {path.name}; spike branch at identity initialisation",
+        training_data=f"official VRT weights from {path.name}{spike_note}",
     )
-    logger.info("loaded official VRT weights %s into preset %s", path, preset)
-    return model.eval(), metadata
 
 
 __all__ = [
