@@ -59,13 +59,16 @@ def test_vfr_timestamps_pass_through(tmp_path):
     assert [frame.time for frame in frames] == pytest.approx([p / 1000 for p in pts])
 
 
-def test_frame_times_include_start_offset(tmp_path):
+def test_frame_times_include_start_offset(tmp_path, caplog):
     pts = [1000 + 40 * i for i in range(5)]
-    clip = make_clip(tmp_path / "late.mkv", num_frames=5, time_base=Fraction(1, 1000), pts=pts)
-    info, frames = read_all(clip)
+    clip = make_clip(tmp_path / "late.mkv", num_frames=5, time_base=Fraction(1, 1000), pts=pts, audio=True)
+    with caplog.at_level(logging.WARNING, logger="spikedeblur"):
+        info, frames = read_all(clip)
 
     assert info.start_pts == 1000
+    assert info.expected_frames == 5
     assert frames[0].time == pytest.approx(1.0)
+    assert "ended early" not in caplog.text
 
 
 def test_probe_reports_streams_and_size(tmp_path):

@@ -384,3 +384,21 @@ def test_png_output_warns_that_rotation_is_lost(tmp_path, caplog):
 
     assert "cannot store the 90 degree rotation tag" in caplog.text
     assert len(list((tmp_path / "frames").iterdir())) == 2
+
+
+def test_codec_container_mismatch_rejected(tmp_path):
+    source = make_clip(tmp_path / "src.mp4", num_frames=2)
+    with pytest.raises(InvalidInputError, match="webm container of out.webm cannot hold libx264"):
+        transcode(source, tmp_path / "out.webm")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["src.mp4"]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov"])
+def test_start_offset_kept(tmp_path, suffix):
+    pts = [1000 + 40 * i for i in range(5)]
+    source = make_clip(tmp_path / "late.mkv", num_frames=5, time_base=Fraction(1, 1000), pts=pts, audio=True)
+    target = tmp_path / f"out{suffix}"
+    transcode(source, target)
+
+    assert frame_times(target) == [Fraction(p, 1000) for p in pts]
+    assert len(packets_of(target, "audio")) == len(packets_of(source, "audio"))

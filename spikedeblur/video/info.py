@@ -275,12 +275,15 @@ def _declared_duration(container, stream) -> float:
     """Return the video duration the headers declare in seconds, or 0.0 when they do not say."""
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
-    # The Matroska muxer stores each stream's duration as a tag such as "00:00:01.000000000".
+    # The Matroska muxer stores each stream's end time as a tag such as "00:00:01.000000000", so a
+    # stream that starts late has a shorter duration than the tag.
     tag = (stream.metadata or {}).get("DURATION")
     if tag:
         with contextlib.suppress(ValueError):
             hours, minutes, seconds = tag.split(":")
-            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+            end_s = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+            start_s = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+            return max(end_s - start_s, 0.0)
     # The container's duration covers every stream, so it is the video's only when there is no other.
     if container.duration and len(container.streams) == 1:
         return container.duration / av.time_base

@@ -199,6 +199,12 @@ class VideoWriter:
                 f"cannot write {self.path}: unknown container for suffix {self.path.suffix!r}; use .mp4, .mkv or .mov"
             ) from error
         self._container = container
+        codec_id = self._codec.canonical_name
+        if codec_id not in container.supported_codecs:
+            raise InvalidInputError(
+                f"the {container.format.name} container of {self.path.name} cannot hold {options.codec} "
+                f"({codec_id}) video; use .mkv, or choose another encoder with --codec"
+            )
 
         stream = container.add_stream(options.codec, rate=fps, options=options.codec_options())
         stream.width, stream.height = self.output_size
