@@ -95,3 +95,12 @@ def test_typer_exit_passes_through():
     app.command("_exit-3", hidden=True)(exits)
 
     assert runner.invoke(app, ["_exit-3"]).exit_code == 3
+
+
+def test_usage_error_is_one_line_exit_2():
+    result = runner.invoke(app, ["--no-such-option"])
+
+    assert result.exit_code == 2
+    assert "--no-such-option" in result.stderr
+    assert "--help" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

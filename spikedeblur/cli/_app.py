@@ -49,12 +49,39 @@ def _describe_os_error(error: OSError) -> str:
     return str(error)
 
 
+def _describe_usage_error(error: click.ClickException) -> str:
+    message = error.format_message()
+    context = getattr(error, "ctx", None)
+    if context is not None:
+        message += f" (see '{context.command_path} --help')"
+    return message
+
+
 class SpikedeblurGroup(typer.core.TyperGroup):
     """Command group that turns known exceptions into one-line errors unless ``--debug`` is on.
 
     Doing this in the group (rather than around ``app()``) means ``CliRunner`` tests see the same
     messages and exit codes as a user in a terminal.
     """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        # Click prints usage errors as a multi-line block (Typer as a framed box); users get one line
+        # with the fix instead, and the same exit code 2.
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            _print_error(_describe_usage_error(error))
+            sys.exit(error.exit_code)
+        except click.exceptions.Abort:
+            _print_error("aborted")
+            sys.exit(EXIT_FAILURE)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:
