@@ -402,3 +402,14 @@ def test_start_offset_kept(tmp_path, suffix):
 
     assert frame_times(target) == [Fraction(p, 1000) for p in pts]
     assert len(packets_of(target, "audio")) == len(packets_of(source, "audio"))
+
+
+@pytest.mark.parametrize("with_source", [True, False])
+def test_writer_without_frames_keeps_no_file(tmp_path, with_source):
+    source = probe(make_clip(tmp_path / "src.mp4", num_frames=2)) if with_source else None
+    target = tmp_path / "out.mp4"
+    with pytest.raises(InvalidInputError, match="no frames were written"):
+        with VideoWriter(target, source=source, options=FAST):
+            pass
+    assert not target.exists()
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []

@@ -160,11 +160,9 @@ class VideoWriter:
             self._container = None
 
     def _finish(self) -> None:
-        if self._container is None:
-            if self.source is None:
-                raise InvalidInputError(f"no frames were written to {self.path}; nothing to encode")
-            # A source with zero decoded frames still opens the encoder; an empty file is not useful.
-            raise InvalidInputError(f"no frames were written to {self.path}; the input produced no frames")
+        if self.frames_written == 0:
+            # A video without frames is not playable, so it is not kept even when the encoder is open.
+            raise InvalidInputError(f"no frames were written to {self.path}; nothing to encode")
         self._worker.finish()
         self._worker = None
         self._container.close()
