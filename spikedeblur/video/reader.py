@@ -138,8 +138,8 @@ class VideoReader:
 
         with open_video_container(self.path) as container:
             stream = select_video_stream(container, self.path)
-            # Frame threading decodes several frames at once; the decoder is drained below, so no frame
-            # held back by it is lost.
+            # Frame threading holds several frames inside the decoder. The demuxer's final empty packet
+            # drains them, and the error path below drains them explicitly, so none is lost.
             stream.thread_type = "AUTO"
             bad_packets = 0
             try:
@@ -155,8 +155,11 @@ class VideoReader:
             except av.error.FFmpegError as error:
                 # Demuxing failed, e.g. at the cut of a truncated file: keep what the decoder holds.
                 logger.warning("%s: reading stopped: %s", self.path.name, error.strerror or error)
-                for frame in stream.codec_context.decode(None):
-                    emit(frame)
+                try:
+                    for frame in stream.codec_context.decode(None):
+                        emit(frame)
+                except av.error.FFmpegError as drain_error:
+                    logger.warning("%s: draining the decoder failed: %s", self.path.name, drain_error)
 
         if bad_packets:
             logger.warning("%s: skipped %d undecodable video packets", self.path.name, bad_packets)

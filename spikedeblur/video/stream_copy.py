@@ -19,8 +19,9 @@ _TEXT_SUBTITLE_CODECS = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "tex
 class StreamCopier:
     """Mux the source's audio and subtitle packets into ``output``, interleaved with the video by time.
 
-    Call :meth:`copy_until` with each video frame's time so that copied packets never run far ahead
-    of or behind the video (the muxer holds only a few seconds), then :meth:`copy_rest` at the end.
+    Call :meth:`copy_until` with each video frame's time, then :meth:`copy_rest` at the end. Copied
+    packets then stay close in time to the video packets, which keeps the muxer's interleaving
+    buffer small.
     Packets keep their source timestamps, so any start offset between audio and video is kept.
     """
 
@@ -31,15 +32,18 @@ class StreamCopier:
         self._input = self._stack.__enter__()
         self._mapping: dict[int, av.stream.Stream] = {}
         self._subtitle_converters: dict[int, _SubtitleConverter] = {}
-        supported = output.supported_codecs
+        try:
+            self._add_streams(output, copy_audio=copy_audio, copy_subtitles=copy_subtitles)
+        except BaseException:
+            self.close()
+            raise
+        self._packets = self._demux() if self._mapping else iter(())
+        self._pending: av.Packet | None = None
 
+    def _add_streams(self, output: av.container.OutputContainer, *, copy_audio: bool, copy_subtitles: bool) -> None:
+        supported = output.supported_codecs
         for stream in self._input.streams:
-            if stream.type == "audio" and copy_audio:
-                wanted = True
-            elif stream.type == "subtitle" and copy_subtitles:
-                wanted = True
-            else:
-                continue
+            wanted = (stream.type == "audio" and copy_audio) or (stream.type == "subtitle" and copy_subtitles)
             if not wanted:
                 continue
             codec = stream.codec_context.name if stream.codec_context is not None else stream.codec.name
@@ -54,9 +58,6 @@ class StreamCopier:
                 logger.info("converting %s to mov_text, the text subtitle codec %s holds", label, output.format.name)
             else:
                 logger.warning("skipping %s: the %s container cannot hold it", label, output.format.name)
-
-        self._packets = self._demux() if self._mapping else iter(())
-        self._pending: av.Packet | None = None
 
     @property
     def stream_count(self) -> int:
