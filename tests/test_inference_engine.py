@@ -135,11 +135,15 @@ def test_model_sees_only_valid_sizes():
 
     run_inference(frames, model, ListSink(), settings=InferenceSettings(clip_len=4, clip_overlap=1, tile=64, tile_overlap=8))
 
+    assert model.shapes
     for batch, time_steps, channels, height, width in model.shapes:
-        assert batch == 1 and channels == 3
+        assert batch == 1
+        assert channels == 3
         assert time_steps >= 4
-        assert height % 8 == 0 and height >= 64
-        assert width % 8 == 0 and width >= 64
+        assert height % 8 == 0
+        assert height >= 64
+        assert width % 8 == 0
+        assert width >= 64
 
 
 def test_timestamps_and_order_pass_through():
@@ -226,7 +230,7 @@ class OutOfMemoryAboveTile(PixelModel):
         return super().forward(frames, spike_voxels)
 
 
-def test_out_of_memory_halves_tile_and_keeps_every_frame(caplog):
+def test_out_of_memory_halves_tile(caplog):
     frames = make_frames(9, 150, 260)
     model = OutOfMemoryAboveTile(limit=64)
     sink = ListSink()
@@ -240,7 +244,8 @@ def test_out_of_memory_halves_tile_and_keeps_every_frame(caplog):
             output_dtype=np.float32,
         )
 
-    assert stats.frames == 9 and len(sink.images) == 9
+    assert stats.frames == 9
+    assert len(sink.images) == 9
     assert stats.tile == 64
     assert stats.tile_reductions == 2
     assert model.failures == 2
@@ -248,7 +253,7 @@ def test_out_of_memory_halves_tile_and_keeps_every_frame(caplog):
     np.testing.assert_allclose(np.stack(sink.images), whole_video_reference(PixelModel(), frames, None), atol=1e-6)
 
 
-def test_out_of_memory_below_minimum_tile_is_clear_error():
+def test_out_of_memory_below_minimum_tile():
     frames = make_frames(3, 128, 128)
     sink = ListSink()
 
@@ -258,7 +263,7 @@ def test_out_of_memory_below_minimum_tile_is_clear_error():
     assert sink.images == []
 
 
-def test_whole_frame_out_of_memory_falls_back_to_tiles():
+def test_whole_frame_out_of_memory_tiles():
     frames = make_frames(2, 200, 200)
     sink = ListSink()
 

@@ -44,7 +44,7 @@ _TILING_PANEL = "Clips and tiles"
 
 
 class MissingSpikes(str, Enum):
-    """What to do with video frames that the spike stream does not cover."""
+    """Policy for video frames that the spike stream does not cover."""
 
     fail = "fail"
     zero = "zero"

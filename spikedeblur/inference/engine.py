@@ -1,7 +1,7 @@
 """Streaming clip-and-tile inference: frames and spike voxels in, restored frames out.
 
-:func:`run_inference` reads frames from any iterable, asks a voxel provider for each frame's spike
-voxels, cuts the stream into overlapping temporal clips and each clip into overlapping spatial tiles,
+:func:`run_inference` reads frames from any iterable, requests each frame's spike voxels from a
+voxel provider, cuts the stream into overlapping temporal clips and each clip into overlapping spatial tiles,
 runs the model on every tile, blends the overlaps with smooth positive weights and hands each
 finished frame to a sink, in input order and with the input's timestamp.
 
@@ -50,7 +50,7 @@ class VoxelProvider(Protocol):
 
 
 class FrameSink(Protocol):
-    """Where finished frames go: a video writer, a PNG writer or a test collector."""
+    """The destination of finished frames: a video writer, a PNG writer or a test collector."""
 
     def write(self, image: np.ndarray, *, pts: int | None = None, time: float | None = None) -> None:
         """Store one ``(H, W, 3)`` frame with the input frame's timestamp."""
@@ -174,7 +174,7 @@ def _prepare_frames(
     """Convert frames to tensors and attach voxels, one frame ahead to know each frame's duration.
 
     A frame's exposure window lasts until the next frame starts, which also holds for variable frame
-    rates; the last frame keeps the previous interval, or ``frame_interval_s`` when there is only one.
+    rates. The last frame keeps the previous interval, or ``frame_interval_s`` when there is only one.
     Spike times count from the first frame, which the spike clock's offset refers to.
     """
     previous: SourceFrame | None = None
@@ -258,17 +258,14 @@ class _ClipRunner:
         while True:
             plan = self.plan(height, width)
             self.tile_in_use = 0 if len(plan) == 1 else plan.largest_side
-            out_of_memory = False
             try:
                 return self._run_tiles(clip, plan)
             except _OUT_OF_MEMORY_ERRORS as error:
-                out_of_memory = True
                 message = str(error).splitlines()[0] if str(error) else error.__class__.__name__
 
-            # The failed attempt's tensors are released once the except block is left.
-            if out_of_memory:
-                devices.release_cached_memory(self.device)
-                self._reduce_tile(plan, message)
+            # Only here, after the except block, are the failed attempt's tensors free to release.
+            devices.release_cached_memory(self.device)
+            self._reduce_tile(plan, message)
 
     def _reduce_tile(self, plan: TilePlan, message: str) -> None:
         current = plan.largest_side

@@ -4,8 +4,8 @@ Everything here is pure arithmetic on sizes and small 1-D tensors, so the engine
 without a model. Conventions:
 
 * A *window* is a clip along time or a tile along one spatial axis. Windows of one plan all have
-  the same length; the last one is aligned to the end, so it may overlap its predecessor by more
-  than the nominal overlap (the scheme VRT's own test script uses).
+  the same length. The last one is aligned to the end, as in VRT's own test script, so it may
+  overlap its predecessor by more than the nominal overlap.
 * Blending weights are positive everywhere. Overlapping windows are summed with their weights and
   divided by the summed weights, so any overlap, including 0, gives a finite result.
 * Padding happens at the end of an axis (bottom, right, last frames) by reflection, through an index
@@ -131,7 +131,7 @@ class TilePlan:
     The frame of ``height x width`` pixels is reflect-padded at the bottom and right onto a canvas of
     ``canvas_height x canvas_width`` (multiples of the model's size multiple, at least its minimum
     size). Tiles of ``tile_height x tile_width`` cover the canvas with ``overlap`` pixels of nominal
-    overlap; a tile side equals the canvas side when the requested tile is 0 or larger than the canvas.
+    overlap. A tile side equals the canvas side when the requested tile is 0 or larger than the canvas.
     """
 
     height: int
@@ -181,7 +181,7 @@ class TilePlan:
 def plan_tiles(height: int, width: int, *, tile: int, overlap: int, multiple: int, minimum: int) -> TilePlan:
     """Plan the tiles that cover a ``height x width`` frame.
 
-    ``tile`` is the tile side in pixels (0 means the whole padded frame); it must be a multiple of
+    ``tile`` is the tile side in pixels, 0 for the whole padded frame. It must be a multiple of
     ``multiple`` and at least ``minimum`` because the model only accepts such sizes. ``overlap`` is
     the nominal overlap between neighbouring tiles in pixels and must be smaller than ``tile``.
     Raises :class:`InvalidInputError` for a tile size the model cannot run.
@@ -225,8 +225,8 @@ def plan_tiles(height: int, width: int, *, tile: int, overlap: int, multiple: in
 def clip_weights(start: int, length: int, *, overlap: int, total_frames: int | None) -> torch.Tensor:
     """Return the float32 temporal blending weights ``(length,)`` of a clip starting at frame ``start``.
 
-    The first frames ramp up when an earlier clip exists (``start > 0``); the last frames ramp down
-    unless the clip ends the video, which is the case when ``total_frames`` is known and reached.
+    The first frames ramp up when an earlier clip exists (``start > 0``). The last frames ramp down
+    unless the clip ends the video, that is, unless ``total_frames`` is known and reached.
     """
     ends_video = total_frames is not None and start + length >= total_frames
     return blend_ramp(length, overlap=overlap, ramp_start=start > 0, ramp_end=not ends_video)
