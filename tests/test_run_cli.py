@@ -216,3 +216,21 @@ def test_run_list_devices():
 
     assert result.exit_code == 0
     assert result.stdout.splitlines()[-1].startswith("cpu")
+
+
+def test_run_image_folder_to_png_sequence(tmp_path, tiny_weights):
+    import cv2
+
+    frames_in = tmp_path / "frames"
+    frames_in.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(3):
+        cv2.imwrite(str(frames_in / f"{index:03d}.png"), rng.integers(0, 256, size=(40, 56, 3), dtype=np.uint8))
+    output = tmp_path / "out"
+
+    result = run_cli(str(frames_in), "--weights", str(tiny_weights), "-o", f"{output}/")
+
+    assert result.exit_code == 0, result.output
+    written = sorted(output.glob("*.png"))
+    assert len(written) == 3
+    assert cv2.imread(str(written[0])).shape == (40, 56, 3)
