@@ -1,8 +1,8 @@
 """Forward latency and peak memory of the VRT backbone on CPU, optionally against the reference.
 
 Each measurement runs in a fresh subprocess, so the peak resident memory of one run does not hide
-another's: the reported memory is the peak RSS during the timed forwards minus the RSS after the
-model was built (activations and workspace, not weights). Both models get the same random
+another's. The reported memory is the peak RSS during the timed forwards minus the RSS after the
+model was built, which counts activations and workspace (warm-up included) but not weights. Both models get the same random
 official-layout weights and input, and the script prints the largest output difference.
 
     python benchmarks/bench_model.py --preset vrt-tiny --size 6 64 64
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -71,9 +72,9 @@ def _child(args: argparse.Namespace) -> None:
     else:
         inputs = (x, noise)
 
+    rss_before = _current_rss_bytes()
     with torch.inference_mode():
         model(*inputs)  # warm-up: allocator pools, lazy kernel choices
-        rss_before = _current_rss_bytes()
         seconds = []
         for _ in range(args.repeat):
             started = time.perf_counter()
@@ -93,7 +94,9 @@ def _measure(implementation: str, preset: str, size: tuple[int, int, int], args:
     ]
     if args.reference:
         command += ["--reference", str(args.reference)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    # a fixed mmap threshold makes glibc return freed tensors to the OS, so RSS tracks live memory
+    environment = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     if result.returncode != 0:
         raise SystemExit(f"{implementation} run failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -18,6 +18,7 @@ from spikedeblur.layers.window_attention import (
     relative_position_index,
     shift_mask,
     shifted_window_labels,
+    shifted_windows,
     sine_position_encoding,
     window_partition,
     window_reverse,
@@ -69,7 +70,7 @@ def test_window_partition_round_trip_and_order():
     windows = window_partition(x, (2, 2, 3))
 
     assert windows.shape == (4, 12, 2)
-    # the first window holds d=0..1, h=0..1, w=0..2, flattened d-major, then h, then w
+    # the first window contains d=0..1, h=0..1, w=0..2, flattened d-major, then h, then w
     expected_first = torch.stack([x[0, d, h, w] for d in range(2) for h in range(2) for w in range(3)])
     assert torch.equal(windows[0], expected_first)
     assert torch.equal(window_reverse(windows, (2, 2, 3), (2, 4, 6)), x)
@@ -87,7 +88,7 @@ def test_shift_mask_values_and_regions():
 
     assert mask.shape == (4, 128, 128)
     assert set(mask.unique().tolist()) <= {0.0, SHIFT_MASK_VALUE}
-    # the window at the top-left holds one region only; the bottom-right mixes the most
+    # the window at the top-left contains one region only; the bottom-right mixes the most
     assert torch.all(mask[0] == 0)
     assert torch.any(mask[3] == SHIFT_MASK_VALUE)
     assert torch.all(mask.diagonal(dim1=1, dim2=2) == 0)
@@ -107,17 +108,48 @@ def test_window_attention_matches_explicit_softmax():
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_shifted_attention_matches_per_window_masks():
+    torch.manual_seed(0)
+    attention = WindowAttention(16, (2, 4, 4), 2, mutual=False).eval()
+    padded, window, shift = (2, 12, 8), (2, 4, 4), (0, 2, 2)
+    x = torch.randn(2 * 6, 32, 16)
+    masks = shift_mask(shifted_window_labels(padded, window, shift), torch.float32)
+
+    with torch.no_grad():
+        out = attention(x, shifted_windows(padded, window, shift))
+        q, k, v = attention.qkv_self(x).view(12, 32, 3, 2, 8).permute(2, 0, 3, 1, 4)
+        logits = q @ k.transpose(-1, -2) / math.sqrt(8) + attention.relative_bias(32).unsqueeze(0)
+        logits = logits + masks.repeat(2, 1, 1).unsqueeze(1)
+        expected = attention.proj((logits.softmax(-1) @ v).transpose(1, 2).reshape(12, 32, 16))
+
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_shifted_windows_groups_by_pattern():
+    groups = shifted_windows((2, 16, 24), (2, 8, 8), (0, 4, 4))
+    labels = shifted_window_labels((2, 16, 24), (2, 8, 8), (0, 4, 4))
+
+    # 2 x 3 windows: interior, last column, last row, bottom-right corner
+    assert groups.sizes == (2, 2, 1, 1)
+    assert torch.equal(groups.order[groups.inverse], torch.arange(6))
+    run_start = 0
+    for pattern, size in enumerate(groups.sizes):
+        for window in groups.order[run_start : run_start + size]:
+            assert torch.equal(shift_mask(labels[window : window + 1], torch.float32), shift_mask(groups.labels[pattern : pattern + 1], torch.float32))
+        run_start += size
+
+
 def test_window_attention_chunking_is_exact(monkeypatch):
     torch.manual_seed(0)
     attention = WindowAttention(16, (2, 4, 4), 2, mutual=True).eval()
     attention.position_bias = sine_position_encoding(4, 4, 16)
     x = torch.randn(8, 32, 16)
-    labels = shifted_window_labels((2, 8, 8), (2, 4, 4), (1, 2, 2))
+    groups = shifted_windows((2, 8, 8), (2, 4, 4), (0, 2, 2))
 
     with torch.no_grad():
-        whole = attention(x, labels)
+        whole = attention(x, groups)
         monkeypatch.setattr("spikedeblur.layers.window_attention.ATTENTION_CHUNK_ELEMENTS", 2 * 32 * 32)
-        chunked = attention(x, labels)
+        chunked = attention(x, groups)
 
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
 

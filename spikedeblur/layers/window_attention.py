@@ -9,7 +9,9 @@ passed as ``attn_mask``, so GPUs can use fused kernels.
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +24,9 @@ SHIFT_MASK_VALUE = -100.0
 """Logit added between tokens from different regions of a shifted window. VRT's checkpoints were
 trained with this finite value (not -inf), so it is kept for identical outputs."""
 
-ATTENTION_CHUNK_ELEMENTS = 1 << 24
-"""Attention-matrix elements (windows x heads x N x N) handled per attention call."""
+ATTENTION_CHUNK_ELEMENTS = 1 << 27
+"""Attention-matrix elements (windows x heads x N x N) handled per attention call, which bounds
+memory on backends that materialise the attention matrix (512 MiB in float32)."""
 
 
 def window_partition(x: Tensor, window: Size3) -> Tensor:
@@ -65,9 +68,9 @@ def relative_position_index(window: Size3) -> Tensor:
     """Index into the relative position bias table for every token pair of a window.
 
     Returns:
-        int64 ``(N, N)`` with ``N = Wd * Wh * Ww``; entry (i, j) is
-        ``rd * (2Wh - 1) * (2Ww - 1) + rh * (2Ww - 1) + rw`` where ``(rd, rh, rw)`` is the offset
-        of token i from token j, each shifted to start at 0.
+        int64 ``(N, N)`` with ``N = Wd * Wh * Ww``. Entry (i, j) is
+        ``rd * (2Wh - 1) * (2Ww - 1) + rh * (2Ww - 1) + rw``, where ``(rd, rh, rw)`` is the offset
+        of token i from token j with each component shifted to start at 0.
     """
     wd, wh, ww = window
     coords = torch.stack(
@@ -133,6 +136,58 @@ def shift_mask(labels: Tensor, dtype: torch.dtype) -> Tensor:
     return differs.to(dtype) * SHIFT_MASK_VALUE
 
 
+@dataclass(frozen=True, eq=False)
+class ShiftedWindows:
+    """Windows of a shifted partition grouped by their mask pattern.
+
+    Only windows in the last slab along a shifted axis mix regions, so a partition has at most
+    8 distinct masks. Attention runs once per pattern with a ``(1, heads, N, N)`` mask instead of
+    a mask per window.
+
+    Attributes:
+        order: ``(nW,)`` window indices sorted by pattern.
+        inverse: ``(nW,)`` the inverse permutation of ``order``.
+        sizes: number of windows of each pattern, in ``order``.
+        labels: ``(P, N)`` region labels of one window of each pattern.
+    """
+
+    order: Tensor
+    inverse: Tensor
+    sizes: tuple[int, ...]
+    labels: Tensor
+
+    def to(self, device: torch.device) -> ShiftedWindows:
+        """Return a copy with the index tensors on ``device``."""
+        if self.order.device == device:
+            return self
+        return ShiftedWindows(self.order.to(device), self.inverse.to(device), self.sizes, self.labels.to(device))
+
+
+@functools.lru_cache(maxsize=64)
+def shifted_windows(padded_size: Size3, window: Size3, shift: Size3) -> ShiftedWindows:
+    """Group the windows of a shifted partition of ``padded_size`` by mask pattern (cached, CPU)."""
+    labels = shifted_window_labels(padded_size, window, shift)
+    counts = [size // ws for size, ws in zip(padded_size, window)]
+
+    # pattern bit per axis: the window is the last one along a shifted axis
+    pattern = torch.zeros(counts, dtype=torch.long)
+    for axis, (count, ss) in enumerate(zip(counts, shift)):
+        if ss > 0:
+            last = (torch.arange(count) == count - 1).long() << axis
+            pattern = pattern + last.view([-1 if a == axis else 1 for a in range(3)])
+    pattern = pattern.flatten()
+
+    order = torch.argsort(pattern, stable=True)
+    present, sizes = torch.unique_consecutive(pattern[order], return_counts=True)
+    firsts = torch.cumsum(sizes, 0) - sizes
+    return ShiftedWindows(
+        order=order,
+        inverse=torch.argsort(order),
+        sizes=tuple(sizes.tolist()),
+        labels=labels[order[firsts]],
+    )
+
+
 class WindowAttention(nn.Module):
     """Multi-head self attention inside 3-D windows, optionally with VRT's mutual attention.
 
@@ -194,28 +249,37 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias_table[index.reshape(-1)].view(tokens, tokens, self.num_heads)
         return rearrange(bias, "i j heads -> heads i j")
 
-    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, groups: ShiftedWindows | None = None) -> Tensor:
         """Attend within windows.
 
         Args:
-            x: windows ``(B * nW, N, C)``.
-            labels: shifted-window region labels ``(nW, N)`` from :func:`shifted_window_labels`,
-                or None for an unshifted partition.
+            x: windows ``(B * nW, N, C)`` in :func:`window_partition` order.
+            groups: pattern grouping of a shifted partition from :func:`shifted_windows`, or
+                None for an unshifted partition.
 
         Returns:
             ``(B * nW, N, C)``.
         """
-        batch_windows, tokens, _ = x.shape
+        tokens = x.shape[1]
+        if groups is not None:
+            # sort windows by mask pattern so each pattern is one contiguous run
+            x = rearrange(x, "(b w) n c -> b w n c", w=groups.order.shape[0])[:, groups.order]
+            x = rearrange(x, "b w n c -> (b w) n c")
 
         q, k, v = rearrange(self.qkv_self(x), "bw n (qkv heads d) -> qkv bw heads n d", qkv=3, heads=self.num_heads)
         bias = self.relative_bias(tokens).to(q.dtype).unsqueeze(0)
-        out = self._attend(q, k, v, bias, labels)
+        out = self._attend(q, k, v, bias, groups, None if groups is None else groups.labels)
 
         if self.mutual:
-            out = torch.cat((self._mutual_attention(x, labels), out), dim=-1)
-        return self.proj(out)
+            out = torch.cat((self._mutual_attention(x, groups), out), dim=-1)
+        out = self.proj(out)
 
-    def _mutual_attention(self, x: Tensor, labels: Tensor | None) -> Tensor:
+        if groups is not None:
+            out = rearrange(out, "(b w) n c -> b w n c", w=groups.order.shape[0])[:, groups.inverse]
+            out = rearrange(out, "b w n c -> (b w) n c")
+        return out
+
+    def _mutual_attention(self, x: Tensor, groups: ShiftedWindows | None) -> Tensor:
         """Cross-frame attention: frame-1 slots read frame 2 keyed by frame-2 queries, and back."""
         half = x.shape[1] // 2
         x = x + self.position_bias.to(x.dtype).repeat(1, 2, 1)
@@ -225,31 +289,54 @@ class WindowAttention(nn.Module):
         v1, v2 = v.split(half, dim=2)
 
         # VRT masks both directions with the first-frame block of the shift mask; kept for parity
-        half_labels = None if labels is None else labels[:, :half]
-        frame1 = self._attend(q2, k1, v1, None, half_labels)
-        frame2 = self._attend(q1, k2, v2, None, half_labels)
+        half_labels = None if groups is None else groups.labels[:, :half]
+        frame1 = self._attend(q2, k1, v1, None, groups, half_labels)
+        frame2 = self._attend(q1, k2, v2, None, groups, half_labels)
         return torch.cat((frame1, frame2), dim=1)
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, labels: Tensor | None) -> Tensor:
-        """Scaled dot-product attention over ``(B * nW, heads, N, d)`` windows, in chunks of windows.
+    def _attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        bias: Tensor | None,
+        groups: ShiftedWindows | None,
+        labels: Tensor | None,
+    ) -> Tensor:
+        """Scaled dot-product attention over ``(B * nW, heads, N, d)`` windows.
 
-        Chunking bounds the per-call mask and, on backends without fused kernels, the attention
-        matrix to about :data:`ATTENTION_CHUNK_ELEMENTS` elements.
+        With ``groups``, the windows are in pattern order and run of pattern p gets mask
+        ``bias + shift_mask(labels[p])``; otherwise every window gets ``bias``.
 
         Returns:
             ``(B * nW, N, heads * d)``.
         """
+        if groups is None:
+            return self._attend_chunks(q, k, v, bias)
+
+        windows = groups.order.shape[0]
+        batch = q.shape[0] // windows
+        split = [rearrange(t, "(b w) heads n d -> b w heads n d", b=batch) for t in (q, k, v)]
+        outputs = []
+        start = 0
+        for pattern, size in enumerate(groups.sizes):
+            stop = start + size
+            mask = shift_mask(labels[pattern : pattern + 1], q.dtype).unsqueeze(1)
+            if bias is not None:
+                mask = mask + bias
+            q_run, k_run, v_run = (rearrange(t[:, start:stop], "b w heads n d -> (b w) heads n d") for t in split)
+            outputs.append(rearrange(self._attend_chunks(q_run, k_run, v_run, mask), "(b w) n c -> b w n c", b=batch))
+            start = stop
+        return rearrange(torch.cat(outputs, dim=1), "b w n c -> (b w) n c")
+
+    @staticmethod
+    def _attend_chunks(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        """Attention with a mask shared by all windows, in chunks of :data:`ATTENTION_CHUNK_ELEMENTS`."""
         batch_windows, heads, tokens, _ = q.shape
         chunk = max(1, ATTENTION_CHUNK_ELEMENTS // (heads * tokens * tokens))
-        outputs = []
-        for start in range(0, batch_windows, chunk):
-            stop = min(start + chunk, batch_windows)
-            mask = bias
-            if labels is not None:
-                # windows vary fastest within each batch item, so window i uses labels[i % nW]
-                window_index = torch.arange(start, stop, device=labels.device) % labels.shape[0]
-                shifted = shift_mask(labels[window_index], q.dtype).unsqueeze(1)
-                mask = shifted if mask is None else mask + shifted
-            outputs.append(F.scaled_dot_product_attention(q[start:stop], k[start:stop], v[start:stop], attn_mask=mask))
+        outputs = [
+            F.scaled_dot_product_attention(q[start : start + chunk], k[start : start + chunk], v[start : start + chunk], attn_mask=mask)
+            for start in range(0, batch_windows, chunk)
+        ]
         out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=0)
         return rearrange(out, "bw heads n d -> bw n (heads d)")

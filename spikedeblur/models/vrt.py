@@ -32,7 +32,8 @@ from spikedeblur.layers.window_attention import (
     Size3,
     WindowAttention,
     effective_window,
-    shifted_window_labels,
+    ShiftedWindows,
+    shifted_windows,
     window_partition,
     window_reverse,
 )
@@ -59,11 +60,11 @@ class TMSA(nn.Module):
         self.norm2 = nn.LayerNorm(dim, **factory)
         self.mlp = GEGLUMlp(dim, int(dim * mlp_ratio), dim, **factory)
 
-    def forward(self, x: Tensor, window: Size3, shift: Size3, labels: Tensor | None) -> Tensor:
-        x = x + self._attention(x, window, shift, labels)
+    def forward(self, x: Tensor, window: Size3, shift: Size3, groups: ShiftedWindows | None) -> Tensor:
+        x = x + self._attention(x, window, shift, groups)
         return x + self.mlp(self.norm2(x))
 
-    def _attention(self, x: Tensor, window: Size3, shift: Size3, labels: Tensor | None) -> Tensor:
+    def _attention(self, x: Tensor, window: Size3, shift: Size3, groups: ShiftedWindows | None) -> Tensor:
         _, d, h, w, _ = x.shape
 
         # normalise first, then zero-pad to whole windows (VRT's order, so padding stays zero)
@@ -76,7 +77,7 @@ class TMSA(nn.Module):
         shifted = any(shift)
         if shifted:
             y = torch.roll(y, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
-        windows = self.attn(window_partition(y, window), labels if shifted else None)
+        windows = self.attn(window_partition(y, window), groups if shifted else None)
         y = window_reverse(windows, window, padded)
         if shifted:
             y = torch.roll(y, shifts=shift, dims=(1, 2, 3))
@@ -104,11 +105,11 @@ class TMSAG(nn.Module):
         _, d, h, w, _ = x.shape
         window, shift = effective_window((d, h, w), self.window, self.shift)
         padded = tuple(-(-s // ws) * ws for s, ws in zip((d, h, w), window))
-        labels = shifted_window_labels(padded, window, shift, device=x.device) if any(shift) else None
+        groups = shifted_windows(padded, window, shift).to(x.device) if any(shift) else None
 
         no_shift = (0, 0, 0)
         for index, block in enumerate(self.blocks):
-            x = block(x, window, shift if index % 2 else no_shift, labels)
+            x = block(x, window, shift if index % 2 else no_shift, groups)
         return x
 
 
@@ -270,7 +271,7 @@ class Stage(nn.Module):
 
 @dataclass(frozen=True, eq=False)
 class BackboneContext:
-    """What :meth:`VRT.prepare` computes once per clip and the later steps reuse.
+    """Per-clip tensors that :meth:`VRT.prepare` computes and the later steps reuse.
 
     Attributes:
         frames: the input RGB frames ``(B, T, 3, H, W)``, added back at the end.

@@ -149,7 +149,7 @@ def load_vrt_checkpoint(model: VRT, path_or_state_dict: str | Path | Mapping[str
         except Exception as error:  # noqa: BLE001 - torch.load raises many types for corrupt files
             raise CheckpointError(f"cannot read checkpoint {path}: {error}; pass an official VRT .pth file") from error
         if not isinstance(checkpoint, Mapping):
-            raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a state dict")
+            raise CheckpointError(f"checkpoint {path} contains a {type(checkpoint).__name__}, not a state dict; pass a VRT .pth file")
         logger.info("loading VRT checkpoint %s", path)
     else:
         checkpoint = path_or_state_dict

@@ -18,8 +18,8 @@ class VRTConfig:
     group; stage 8 starts with a projection from ``embed_dims[6]`` to ``embed_dims[7]``.
 
     Args:
-        depths: TMSA blocks per stage; in stages 1-7 the first ``int(depth * mutual_ratio)`` blocks
-            use mutual + self attention in 2-frame windows and the rest self attention only.
+        depths: TMSA blocks per stage. In stages 1-7 the first ``int(depth * mutual_ratio)`` blocks
+            use mutual + self attention in 2-frame windows, and the others use self attention only.
         embed_dims: channels per stage; stages 1-7 must share one width.
         num_heads: attention heads per stage.
         window_size: self-attention window (frames, height, width).
