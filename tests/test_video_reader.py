@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -223,6 +225,29 @@ def test_truncated_mkv_yields_frames_before_cut(tmp_path, caplog):
     assert [frame.pts for frame in frames] == [40 * i for i in range(len(frames))]
 
 
+def test_truncated_faststart_mp4_warns(tmp_path, caplog):
+    path = tmp_path / "fast.mp4"
+    container = av.open(str(path), mode="w", options={"movflags": "faststart"})
+    stream = container.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+    stream.width, stream.height = 64, 48
+    for index in range(25):
+        frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 10, np.uint8), format="rgb24")
+        frame.pts = index
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+    container.close()
+    data = path.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat"), "faststart puts the index first"
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+
+    with caplog.at_level(logging.WARNING, logger="spikedeblur"):
+        _, frames = read_all(cut)
+
+    assert 5 < len(frames) < 25
+    assert f"input ended early: {len(frames)} of 25 frames" in caplog.text
+
+
 def test_mp4_without_moov_gets_clear_error(tmp_path):
     clip = make_clip(tmp_path / "full.mp4", num_frames=25)
     data = clip.read_bytes()
@@ -320,3 +345,30 @@ def test_alpha_channel_dropped_with_warning(tmp_path, caplog):
     assert frames[0].image.shape == (8, 8, 3)
     assert frames[0].image[0, 0].tolist() == [200, 0, 0]
     assert caplog.text.count("dropping the alpha channel") == 1
+
+
+def test_early_stop_with_pyav_logging_does_not_hang(tmp_path):
+    clip = make_clip(tmp_path / "b.mp4", num_frames=40, width=320, height=240)
+    # Without drain_decoder this plain loop hung when closing the container after a few attempts.
+    script = f"""
+import av, av.logging
+from spikedeblur.video.reader import VideoReader, drain_decoder
+av.logging.set_level(av.logging.VERBOSE)
+for attempt in range(6):
+    with av.open({str(clip)!r}) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for index, frame in enumerate(container.decode(stream)):
+            if index == 2 + attempt:
+                break
+        drain_decoder(stream)
+    with VideoReader({str(clip)!r}, prefetch=1) as reader:
+        for frame in reader:
+            if frame.index == attempt:
+                break
+print("done")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("done")

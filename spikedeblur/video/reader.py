@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +42,17 @@ class VideoFrame:
     pts: int | None
     time: float
     image: np.ndarray
+
+
+def drain_decoder(stream) -> None:
+    """Flush and discard the frames a decoder still holds, so that closing it cannot hang.
+
+    With frame threading and PyAV's logging switched on (``av.logging.set_level``, which some
+    libraries call on import), closing a decoder that still holds frames hung in the tests here
+    (PyAV 18.1, FFmpeg 8). Draining it first avoided the hang.
+    """
+    with contextlib.suppress(av.error.FFmpegError):
+        stream.codec_context.decode(None)
 
 
 class VideoReader:
@@ -142,6 +154,7 @@ class VideoReader:
             # drains them, and the error path below drains them explicitly, so none is lost.
             stream.thread_type = "AUTO"
             bad_packets = 0
+            finished = False
             try:
                 for packet in container.demux(stream):
                     try:
@@ -152,6 +165,7 @@ class VideoReader:
                         continue
                     for frame in frames:
                         emit(frame)
+                finished = True
             except av.error.FFmpegError as error:
                 # Demuxing failed, e.g. at the cut of a truncated file: keep what the decoder holds.
                 logger.warning("%s: reading stopped: %s", self.path.name, error.strerror or error)
@@ -160,6 +174,10 @@ class VideoReader:
                         emit(frame)
                 except av.error.FFmpegError as drain_error:
                     logger.warning("%s: draining the decoder failed: %s", self.path.name, drain_error)
+                finished = True
+            finally:
+                if not finished:
+                    drain_decoder(stream)
 
         if bad_packets:
             logger.warning("%s: skipped %d undecodable video packets", self.path.name, bad_packets)
