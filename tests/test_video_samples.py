@@ -18,7 +18,7 @@ def audio_payloads(path: Path) -> list[bytes]:
 
 
 def sampled_yuv_planes(path: Path, step: int) -> list[np.ndarray]:
-    """Return every ``step``-th frame as stacked yuv420p planes, as the encoder sees them."""
+    """Return every ``step``-th frame as stacked yuv420p planes, the samples the encoder compresses."""
     with av.open(str(path)) as container:
         return [frame.to_ndarray(format="yuv420p") for index, frame in enumerate(container.decode(video=0)) if index % step == 0]
 
