@@ -68,7 +68,7 @@ def train(
 
     def show(record: dict[str, Any]) -> None:
         if not global_options.quiet:
-            stderr_console.print(_format_record(record), highlight=False)
+            stderr_console.print(_format_record(record), highlight=False, markup=False)
 
     trainer = Trainer(settings, device=device, log=show)
     resume_path: Path | None = None

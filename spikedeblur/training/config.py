@@ -208,6 +208,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.phases:
             object.__setattr__(self, "phases", (Phase(name="all", steps=self.training.steps),))
+        if self.model.zero_init_output and self.model.init_weights is None and self.phases[0].train == "spike":
+            # With a zero output head no gradient reaches the spike branch, and the head itself is
+            # part of the frozen backbone, so such a run would never change the model.
+            raise InvalidInputError(
+                "the first phase trains only the spike branch, but model.zero_init_output zeroes the frozen "
+                "output head so nothing could learn; set zero_init_output = false, give init_weights, "
+                "or start with an 'all' phase"
+            )
         total = sum(phase.steps for phase in self.phases)
         if total != self.training.steps:
             raise InvalidInputError(

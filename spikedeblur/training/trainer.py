@@ -58,6 +58,12 @@ def cosine_schedule(step: int, *, total_steps: int, warmup_steps: int, min_ratio
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def sample_ids(step: int, *, rank: int, world_size: int, batch_size: int) -> list[int]:
+    """Return the data set indices that ``rank`` trains on at ``step``; no id repeats across ranks or steps."""
+    first = (step * world_size + rank) * batch_size
+    return list(range(first, first + batch_size))
+
+
 @dataclass(frozen=True)
 class DistributedContext:
     """Rank, world size and device of this process."""
@@ -290,9 +296,9 @@ class Trainer:
 
     def batch(self, step: int) -> dict[str, Tensor]:
         """Return this rank's batch for ``step`` as tensors on the training device."""
-        batch_size = self.config.training.batch_size
-        first = (step * self.context.world_size + self.context.rank) * batch_size
-        samples = [self.dataset[first + offset] for offset in range(batch_size)]
+        context = self.context
+        ids = sample_ids(step, rank=context.rank, world_size=context.world_size, batch_size=self.config.training.batch_size)
+        samples = [self.dataset[index] for index in ids]
         return {key: torch.from_numpy(value).to(self.device) for key, value in collate(samples).items()}
 
     # --- checkpoints ------------------------------------------------------------------------------
