@@ -60,8 +60,8 @@ class ImageSequenceWriter:
     Files are written into a temporary folder beside the target folder and moved into it only when
     the ``with`` block ends without an exception. Existing files matching the pattern are replaced
     only with ``overwrite``, which also removes matching files left from a longer earlier run.
-    Frames are numbered from 0 in write order; timestamps are accepted for interface compatibility
-    with :class:`VideoWriter` and checked to increase, but PNG files cannot store them.
+    Frames are numbered from 0 in write order. Timestamps are accepted and checked to increase, as
+    :class:`VideoWriter` does, but PNG files cannot store them.
     """
 
     def __init__(

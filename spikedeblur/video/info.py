@@ -61,7 +61,7 @@ class VideoInfo:
     ``num_frames`` is counted from the packets when ``num_frames_exact`` is true; otherwise it is an
     estimate from the container's duration and frame rate. ``expected_frames`` is what the container
     header promises: its frame count, or else its duration times the frame rate (then
-    ``expected_frames_estimated`` is true), or None; the reader compares it with the frames it
+    ``expected_frames_estimated`` is true), or None. The reader compares it with the frames it
     decoded to detect files that end early.
     """
 
@@ -98,8 +98,8 @@ class VideoInfo:
 def probe(path: Path, *, count_frames: bool = True, image_fps: Fraction | float | None = None) -> VideoInfo:
     """Describe a video file, an image folder or a single image without decoding all of it.
 
-    With ``count_frames`` the video packets are read (not decoded) to count frames exactly, which
-    reads the whole file but costs no decoding; without it the count is estimated from metadata.
+    With ``count_frames`` the video packets are read (not decoded) to count frames exactly. That
+    reads the whole file but costs no decoding. Without it the count is estimated from metadata.
     ``image_fps`` sets the frame rate of an image folder (25 when None).
     Raises InputNotFoundError for a missing path and InvalidInputError for anything unreadable.
     """
@@ -272,7 +272,7 @@ def _decode_first_frame(container, stream, path: Path) -> av.VideoFrame:
 
 
 def _declared_duration(container, stream) -> float:
-    """Return the video duration the headers declare in seconds, or 0.0 when they do not say."""
+    """Return the video duration declared by the headers in seconds, or 0.0 when none is declared."""
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     # The Matroska muxer stores each stream's end time as a tag such as "00:00:01.000000000", so a
@@ -298,7 +298,12 @@ def _describe_other_streams(container) -> tuple[tuple[StreamInfo, ...], tuple[St
         language = metadata.get("language")
         language = None if language in (None, "und") else language
         codec_context = stream.codec_context
-        codec = codec_context.name if codec_context is not None else (stream.codec.name if stream.codec else "unknown")
+        if codec_context is not None:
+            codec = codec_context.name
+        elif stream.codec is not None:
+            codec = stream.codec.name
+        else:
+            codec = "unknown"
         if stream.type == "audio":
             audio.append(
                 StreamInfo(

@@ -48,7 +48,7 @@ def drain_decoder(stream) -> None:
     """Flush and discard the frames a decoder still holds, so that closing it cannot hang.
 
     With frame threading and PyAV's logging switched on (``av.logging.set_level``, which some
-    libraries call on import), closing a decoder that still holds frames hung in the tests here
+    libraries call on import), closing a decoder that still contains frames hung in the tests here
     (PyAV 18.1, FFmpeg 8). Draining it first avoided the hang.
     """
     with contextlib.suppress(av.error.FFmpegError):
@@ -150,7 +150,7 @@ class VideoReader:
 
         with open_video_container(self.path) as container:
             stream = select_video_stream(container, self.path)
-            # Frame threading holds several frames inside the decoder. The demuxer's final empty packet
+            # Frame threading keeps several frames inside the decoder. The demuxer's final empty packet
             # drains them, and the error path below drains them explicitly, so none is lost.
             stream.thread_type = "AUTO"
             bad_packets = 0

@@ -55,7 +55,7 @@ class StreamCopier:
                 converter = _SubtitleConverter(stream, output)
                 self._mapping[stream.index] = converter.output_stream
                 self._subtitle_converters[stream.index] = converter
-                logger.info("converting %s to mov_text, the text subtitle codec %s holds", label, output.format.name)
+                logger.info("converting %s to mov_text, the only text subtitle codec of %s", label, output.format.name)
             else:
                 logger.warning("skipping %s: the %s container cannot hold it", label, output.format.name)
 
