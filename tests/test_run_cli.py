@@ -234,3 +234,20 @@ def test_run_image_folder_to_png_sequence(tmp_path, tiny_weights):
     written = sorted(output.glob("*.png"))
     assert len(written) == 3
     assert cv2.imread(str(written[0])).shape == (40, 56, 3)
+
+
+def test_run_default_rgb_weights_ignore_spikes(tmp_path, clip, monkeypatch):
+    from spikedeblur.models.checkpoint import save_checkpoint
+    from spikedeblur.models.registry import create_model
+
+    weights = tmp_path / "rgb.safetensors"
+    save_checkpoint(create_model("vrt-tiny"), weights, preset="vrt-tiny")
+    monkeypatch.setattr("spikedeblur.weights.registry.DEFAULT", str(weights))
+    spikes = write_spikes(tmp_path / "cam.dat", seconds=FRAMES / FPS)
+    output = tmp_path / "sharp.mp4"
+
+    result = run_cli(str(clip), "--spikes", str(spikes), "-o", str(output), "--preset", "ultrafast")
+
+    assert result.exit_code == 0, result.output
+    assert "is not used" in one_line(result.output)
+    assert len(frame_pts(output)) == FRAMES

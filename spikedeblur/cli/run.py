@@ -104,7 +104,8 @@ def _check_tile_option(name: str, value: int | None, *, allow_zero: bool) -> Non
     if value is None:
         return
     if value < 0 or (value == 0 and not allow_zero):
-        raise typer.BadParameter(f"{value} is invalid; give a positive number", param_hint=f"'{name}'")
+        expected = "0 or a positive number" if allow_zero else "a positive number"
+        raise typer.BadParameter(f"{value} is invalid; give {expected}", param_hint=f"'{name}'")
 
 
 def run(
@@ -232,13 +233,13 @@ def run(
 
       spikedeblur run blurry.mp4 --weights vrt-deblur-gopro -o sharp.mkv
 
-      spikedeblur run blurry.mp4 --spikes cam.dat --benchmark
+      spikedeblur run blurry.mp4 --model vrt-spike-tiny --benchmark
     """
     if list_devices:
         _print_devices()
         return
     if input_path is None:
-        raise typer.BadParameter("give the video to deblur", param_hint="'INPUT'")
+        raise typer.BadParameter("INPUT is missing; give the video to deblur", param_hint="'INPUT'")
     for name, value, allow_zero in (
         ("--clip-len", clip_len, False),
         ("--clip-overlap", clip_overlap, True),
@@ -303,14 +304,14 @@ def run(
     if stats.peak_device_bytes is not None:
         memory += f", peak {summary.device} memory {_format_bytes(stats.peak_device_bytes)}"
     logger.info(
-        "%d frames in %.1f s (%.2f frames/s, %.1f s with model loading) on %s in %s, %s tiles; %s",
+        "%d frames in %.1f s (%.2f frames/s, %.1f s with model loading) on %s in %s, %s; %s",
         stats.frames,
         stats.elapsed_s,
         stats.fps,
         elapsed,
         summary.device,
         summary.precision,
-        f"{stats.tile}px" if stats.tile else "whole-frame",
+        f"{stats.tile}px tiles" if stats.tile else "whole frames",
         memory,
     )
     if benchmark:

@@ -100,12 +100,23 @@ def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress],
     if weights is None and not (request.output_path is None and request.model_preset is not None):
         weights = DEFAULT
     model = load_inference_model(weights, preset=request.model_preset, device=device, dtype=dtype, compile_model=request.compile_model)
-    if request.spikes_path is not None and not model.uses_spikes:
-        raise InvalidInputError(
-            f"weights {model.source} are an RGB-only model without a spike branch, so --spikes cannot be used; "
-            "drop --spikes or give VRT+Spike weights"
+    spikes_path = request.spikes_path
+    if spikes_path is not None and not model.uses_spikes:
+        if request.weights is not None:
+            raise InvalidInputError(
+                f"weights {model.source} are an RGB-only model without a spike branch, so --spikes cannot be used; "
+                "drop --spikes or give VRT+Spike weights"
+            )
+        # NOTE: the registry's default weights are RGB-only until VRT+Spike weights are packaged, so a
+        # plain `run --spikes` would otherwise always fail.
+        logger.warning(
+            "the default weights %s are RGB-only, so the spike stream %s is not used; "
+            "give VRT+Spike weights with --weights to use it",
+            weights,
+            spikes_path.name,
         )
-    if request.spikes_path is None and model.uses_spikes:
+        spikes_path = None
+    if spikes_path is None and model.uses_spikes:
         logger.info("no --spikes given: the model's RGB backbone deblurs alone")
 
     settings = settings_for_preset(
@@ -132,10 +143,10 @@ def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress],
         frame_interval_s = float(1 / Fraction(info.fps)) if info.fps else None
 
         spikes = None
-        if request.spikes_path is not None:
+        if spikes_path is not None:
             spikes = stack.enter_context(
                 open_spike_source(
-                    request.spikes_path,
+                    spikes_path,
                     request.spike_options,
                     video_size=(info.height, info.width),
                     missing=request.missing_spikes,
@@ -153,7 +164,7 @@ def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress],
                     options=request.encode_options,
                     overwrite=request.overwrite,
                     copy_streams_from=None if info.is_image_sequence else request.input_path,
-                    inputs=tuple(path for path in (request.input_path, request.spikes_path) if path is not None),
+                    inputs=tuple(path for path in (request.input_path, spikes_path) if path is not None),
                 )
             )
 
