@@ -104,7 +104,7 @@ def test_info_frame_file_folder(tmp_path):
     [
         ("missing.dat", None, [], "not found"),
         ("empty.dat", b"", [], "is empty"),
-        ("folder", "directory", [], "directory without .dat files"),
+        ("folder", "directory", [], "contains no image files"),
         ("odd.dat", b"\1" * 1001, [], "no common sensor size"),
         ("s.dat", b"\1" * 64, ["--spike-size", "5x7"], "multiple of 8"),
         ("t.dat", b"\1" * 60, ["--spike-size", "8x64"], "less than one"),

@@ -20,7 +20,7 @@ from spikedeblur.cli._spike_options import (
     StrictOption,
     build_spike_options,
 )
-from spikedeblur.errors import InputNotFoundError, InvalidInputError
+from spikedeblur.errors import InputNotFoundError
 
 
 def _size_source(options, sidecar) -> str:
@@ -213,7 +213,9 @@ def info(
         from spikedeblur.spikes.layout import is_frame_file_folder
 
         if not is_frame_file_folder(path):
-            raise InvalidInputError(f"{path} is a directory without .dat files; give a .dat file, a clip folder or a video")
+            # A folder of images is a video in our terms (an image sequence).
+            _show_video_info(path, json_output=json_output)
+            return
         facts = describe_folder(path, options)
     elif path.suffix.lower() == ".dat":
         facts = describe_dat(path, options)
@@ -228,14 +230,8 @@ def info(
 
 
 def _show_video_info(path: Path, *, json_output: bool) -> None:
-    try:
-        from spikedeblur.cli._info_video import show_video_info
-    except ModuleNotFoundError as error:
-        if error.name != "spikedeblur.cli._info_video":
-            raise
-        raise InvalidInputError(
-            f"{path} is not a .dat spike file or spike folder, and this build cannot describe videos yet"
-        ) from error
+    from spikedeblur.cli._info_video import show_video_info
+
     show_video_info(path, json_output=json_output)
 
 

@@ -1,0 +1,30 @@
+"""``spikedeblur info`` dispatch: spike files, spike folders, image folders and empty folders."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from typer.testing import CliRunner
+
+from spikedeblur.cli import app
+
+runner = CliRunner()
+
+
+def test_info_image_folder_described_as_video(tmp_path):
+    for index in range(3):
+        cv2.imwrite(str(tmp_path / f"frame{index}.png"), np.full((64, 80, 3), 40 * index, np.uint8))
+
+    result = runner.invoke(app, ["info", str(tmp_path)])
+
+    assert result.exit_code == 0, result.stderr
+    assert "image folder" in result.stdout
+    assert "3 (counted)" in result.stdout
+
+
+def test_info_empty_folder_is_one_line_error(tmp_path):
+    result = runner.invoke(app, ["info", str(tmp_path)])
+
+    assert result.exit_code == 1
+    assert str(tmp_path) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
