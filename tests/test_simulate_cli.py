@@ -7,6 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from spikedeblur.cli import app
@@ -181,3 +182,40 @@ def test_failed_write_leaves_no_output(tmp_path):
         )
 
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_bikes_simulate_run_eval_end_to_end(tmp_path):
+    from conftest import shared_file
+
+    from spikedeblur.models.checkpoint import save_checkpoint
+    from spikedeblur.models.registry import create_model
+
+    bikes = shared_file("video/bikes.mp4")
+    dataset = tmp_path / "bikes_sim"
+    weights = tmp_path / "tiny.safetensors"
+    model = create_model("vrt-spike-tiny")
+    # A zero output head makes the untrained model return its input, so the scores are predictable.
+    torch.nn.init.zeros_(model.backbone.conv_last.weight)
+    torch.nn.init.zeros_(model.backbone.conv_last.bias)
+    save_checkpoint(model, weights, preset="vrt-spike-tiny")
+
+    simulated = _simulate(bikes, "-o", dataset, "--max-frames", 7, "--upsample", 2, "--frames-per-blur", 3)
+    deblurred = runner.invoke(
+        app,
+        ["--quiet", "run", str(dataset / "blurry.mp4"), "--spikes", str(dataset / "spikes.dat"),
+         "--weights", str(weights), "--device", "cpu", "-o", str(tmp_path / "deblurred.mp4")],
+    )
+    scored = runner.invoke(
+        app,
+        ["eval", "--pred", str(tmp_path / "deblurred.mp4"), "--gt", str(dataset / "sharp"),
+         "--blurry", str(dataset / "blurry.mp4"), "--json"],
+    )
+
+    assert simulated.exit_code == 0, simulated.output
+    assert deblurred.exit_code == 0, deblurred.output
+    assert scored.exit_code == 0, scored.output
+    summary = json.loads(scored.stdout)
+    assert summary["num_frames"] == 2
+    assert float(summary["baseline_mean"]["psnr"]) > 20
+    assert float(summary["mean"]["psnr"]) == pytest.approx(float(summary["baseline_mean"]["psnr"]), abs=0.5)

@@ -94,7 +94,10 @@ def simulate(
     fps: Annotated[
         float | None, typer.Option(min=0.001, help="Frame rate of an image-folder input (default 25).")
     ] = None,
-    crf: Annotated[int | None, typer.Option(help="CRF of the blurry video (libx264; default 18).")] = None,
+    crf: Annotated[
+        int,
+        typer.Option(min=0, max=51, help="CRF of the blurry video (libx264, 4:4:4 chroma); 0 is lossless."),
+    ] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
 ) -> None:
     """Simulate a spike camera and a blurry RGB camera from sharp frames and write a data set.
@@ -105,18 +108,17 @@ def simulate(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from spikedeblur.data.dataset import write_dataset
+    from spikedeblur.data.dataset import dataset_encode_options, write_dataset
     from spikedeblur.data.simulate import ExposureConfig, SpikeSimulationConfig, simulate_frames, simulate_scene, spike_size
     from spikedeblur.data.synthetic import ProceduralScene, SceneConfig
     from spikedeblur.errors import InputNotFoundError
-    from spikedeblur.video import EncodeOptions
 
     if procedural == (sharp is not None):
         raise typer.BadParameter("give either a SHARP input or --procedural, not both and not neither")
     spikes = SpikeSimulationConfig(
         threshold=threshold, gain=gain, noise_rate=noise_rate, threshold_mismatch=threshold_mismatch, seed=seed
     )
-    encode_options = EncodeOptions(crf=crf)
+    encode_options = dataset_encode_options(crf)
 
     if procedural:
         height, width = _parse_size(size)

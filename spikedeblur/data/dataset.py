@@ -3,7 +3,7 @@
 Layout of a data set folder::
 
     DATASET/
-      blurry.mp4          the blurry frames, one per exposure
+      blurry.mp4          the blurry frames, one per exposure (lossless 4:4:4 H.264 by default)
       spikes.dat          the spike stream, every tick of every frame interval
       spikes.dat.json     its sidecar, so `spikedeblur run blurry.mp4 --spikes spikes.dat` needs no options
       sharp/000000.png    the ground truth of each blurry frame, at its exposure centre
@@ -53,6 +53,19 @@ class DatasetSummary:
     size: tuple[int, int]  # (H, W) of the RGB frames
     spike_size: tuple[int, int]
     fps: Fraction
+
+
+def dataset_encode_options(crf: int = 0):
+    """Return the encoder settings of a data set's blurry video: libx264, 4:4:4 chroma, ``crf`` (0 = lossless).
+
+    A data set is reference material, so by default the blurry frames are coded losslessly (CRF 0 on
+    4:4:4 YUV, so only the RGB to YUV rounding remains). Chroma subsampling would otherwise cost
+    several dB of RGB PSNR on saturated textures before any deblurring starts. Some browsers cannot
+    play 4:4:4 H.264; FFmpeg-based players (VLC, mpv, ffplay) can.
+    """
+    from spikedeblur.video import EncodeOptions
+
+    return EncodeOptions(codec="libx264", crf=crf, pixel_format="yuv444p")
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -130,7 +143,8 @@ def write_dataset(
         spike_size: (h, w) of the spike frames.
         source: a description of the sharp input, recorded in the manifest.
         expected_frames: the number of frames, if known, for the writer's metadata.
-        encode_options: :class:`~spikedeblur.video.EncodeOptions` for the blurry video.
+        encode_options: :class:`~spikedeblur.video.EncodeOptions` for the blurry video; None uses
+            :func:`dataset_encode_options` (lossless 4:4:4).
         overwrite: replace an existing ``output`` folder.
         progress: called with the number of frames written so far.
     """
@@ -148,7 +162,7 @@ def write_dataset(
         count = 0
         frame_ticks = []
         with (
-            VideoWriter(staging / BLURRY_NAME, source=info, options=encode_options) as video,
+            VideoWriter(staging / BLURRY_NAME, source=info, options=encode_options or dataset_encode_options()) as video,
             DatWriter(staging / SPIKES_NAME, spike_height, spike_width) as dat,
         ):
             for frame in frames:
