@@ -76,14 +76,17 @@ def _child(args: argparse.Namespace) -> None:
     with torch.inference_mode():
         model(*inputs)  # warm-up: allocator pools, lazy kernel choices
         seconds = []
+        cpu_seconds = []
         for _ in range(args.repeat):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             out = model(*inputs)
             seconds.append(time.perf_counter() - started)
+            cpu_seconds.append(time.process_time() - cpu_started)
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     torch.save(out, args.output)
-    print(json.dumps({"seconds": statistics.median(seconds), "peak_mib": max(0, peak - rss_before) / 2**20}))
+    result = {"seconds": statistics.median(seconds), "cpu_seconds": statistics.median(cpu_seconds)}
+    print(json.dumps({**result, "peak_mib": max(0, peak - rss_before) / 2**20}))
 
 
 def _measure(implementation: str, preset: str, size: tuple[int, int, int], args: argparse.Namespace, output: Path) -> dict:
@@ -121,14 +124,17 @@ def _spike_child(args: argparse.Namespace) -> None:
         model(x, voxels)  # warm-up: allocator pools, lazy kernel choices
         rss_before = _current_rss_bytes()
         seconds = []
+        cpu_seconds = []
         for _ in range(args.repeat):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             out = model(x, voxels)
             seconds.append(time.perf_counter() - started)
+            cpu_seconds.append(time.process_time() - cpu_started)
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     torch.save(out, args.output)
-    print(json.dumps({"seconds": statistics.median(seconds), "peak_mib": max(0, peak - rss_before) / 2**20}))
+    result = {"seconds": statistics.median(seconds), "cpu_seconds": statistics.median(cpu_seconds)}
+    print(json.dumps({**result, "peak_mib": max(0, peak - rss_before) / 2**20}))
 
 
 def _spike_static_figures(preset: str, size: tuple[int, int, int]) -> dict[str, float]:
@@ -167,14 +173,15 @@ def _bench_fused(args: argparse.Namespace, scratch: Path) -> None:
             plain = _measure("spike-plain", preset, size, args, scratch / "plain.pt")
             fused = _measure("spike-fused", preset, size, args, scratch / "fused.pt")
             added_time = fused["seconds"] / plain["seconds"] - 1
+            added_cpu = fused["cpu_seconds"] / plain["cpu_seconds"] - 1
             added_memory = fused["peak_mib"] / max(plain["peak_mib"], 1) - 1
             added_flops = static["fused_tflop"] / static["plain_tflop"] - 1
             added_estimate = static["fused_estimate_mib"] / static["plain_estimate_mib"] - 1
             print(
                 f"{preset:15s} 1x{size[0]}x3x{size[1]}x{size[2]}:"
-                f" backbone path {plain['seconds']:.3f} s, {plain['peak_mib']:.0f} MiB"
-                f" | with spikes {fused['seconds']:.3f} s, {fused['peak_mib']:.0f} MiB"
-                f" | added: time {added_time:+.1%}, memory {added_memory:+.1%}"
+                f" backbone path {plain['seconds']:.3f} s ({plain['cpu_seconds']:.3f} s CPU), {plain['peak_mib']:.0f} MiB"
+                f" | with spikes {fused['seconds']:.3f} s ({fused['cpu_seconds']:.3f} s CPU), {fused['peak_mib']:.0f} MiB"
+                f" | added: time {added_time:+.1%} wall, {added_cpu:+.1%} CPU, memory {added_memory:+.1%}"
                 f" | FLOPs {static['plain_tflop']:.3f} -> {static['fused_tflop']:.3f} T ({added_flops:+.1%}),"
                 f" estimated memory {static['plain_estimate_mib']:.0f} -> {static['fused_estimate_mib']:.0f} MiB"
                 f" ({added_estimate:+.1%})",
@@ -202,7 +209,7 @@ def main() -> None:
             _child(args)
         return
 
-    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeat} forwards")
+    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeat} forwards (wall and process CPU time)")
     if args.fused:
         with tempfile.TemporaryDirectory() as scratch:
             _bench_fused(args, Path(scratch))
@@ -212,14 +219,17 @@ def main() -> None:
             for size in [tuple(s) for s in args.size or [(6, 64, 64)]]:
                 ours_file = Path(scratch) / "ours.pt"
                 ours = _measure("ours", preset, size, args, ours_file)
-                line = f"{preset:11s} 1x{size[0]}x3x{size[1]}x{size[2]}: ours {ours['seconds']:.3f} s, {ours['peak_mib']:.0f} MiB"
+                line = (
+                    f"{preset:11s} 1x{size[0]}x3x{size[1]}x{size[2]}: ours {ours['seconds']:.3f} s"
+                    f" (CPU {ours['cpu_seconds']:.3f} s), {ours['peak_mib']:.0f} MiB"
+                )
                 if args.reference:
                     ref_file = Path(scratch) / "reference.pt"
                     ref = _measure("reference", preset, size, args, ref_file)
                     diff = (torch.load(ours_file) - torch.load(ref_file)).abs().max().item()
                     line += (
-                        f" | reference {ref['seconds']:.3f} s, {ref['peak_mib']:.0f} MiB"
-                        f" | speed-up {ref['seconds'] / ours['seconds']:.2f}x,"
+                        f" | reference {ref['seconds']:.3f} s (CPU {ref['cpu_seconds']:.3f} s), {ref['peak_mib']:.0f} MiB"
+                        f" | speed-up {ref['seconds'] / ours['seconds']:.2f}x (CPU {ref['cpu_seconds'] / ours['cpu_seconds']:.2f}x),"
                         f" memory {ref['peak_mib'] / max(ours['peak_mib'], 1):.2f}x less, max|diff| {diff:.1e}"
                     )
                 print(line, flush=True)

@@ -10,6 +10,7 @@ passed as ``attn_mask``, so GPUs can use fused kernels.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -165,26 +166,36 @@ class ShiftedWindows:
 
 @functools.lru_cache(maxsize=64)
 def shifted_windows(padded_size: Size3, window: Size3, shift: Size3) -> ShiftedWindows:
-    """Group the windows of a shifted partition of ``padded_size`` by mask pattern (cached, CPU)."""
-    labels = shifted_window_labels(padded_size, window, shift)
+    """Group the windows of a shifted partition of ``padded_size`` by mask pattern (cached, CPU).
+
+    The grouping is computed from the sizes alone in plain Python, so ``torch.compile`` folds it
+    into constants instead of breaking the graph.
+    """
     counts = [size // ws for size, ws in zip(padded_size, window)]
 
     # pattern bit per axis: the window is the last one along a shifted axis
-    pattern = torch.zeros(counts, dtype=torch.long)
-    for axis, (count, ss) in enumerate(zip(counts, shift)):
-        if ss > 0:
-            last = (torch.arange(count) == count - 1).long() << axis
-            pattern = pattern + last.view([-1 if a == axis else 1 for a in range(3)])
-    pattern = pattern.flatten()
+    patterns = []
+    for d, h, w in itertools.product(*(range(count) for count in counts)):
+        bits = 0
+        for axis, (position, count, ss) in enumerate(zip((d, h, w), counts, shift)):
+            if ss > 0 and position == count - 1:
+                bits |= 1 << axis
+        patterns.append(bits)
 
-    order = torch.argsort(pattern, stable=True)
-    present, sizes = torch.unique_consecutive(pattern[order], return_counts=True)
-    firsts = torch.cumsum(sizes, 0) - sizes
+    order = sorted(range(len(patterns)), key=patterns.__getitem__)
+    inverse = [0] * len(order)
+    for rank, window_index in enumerate(order):
+        inverse[window_index] = rank
+    present = sorted(set(patterns))
+    sizes = tuple(patterns.count(pattern) for pattern in present)
+    representatives = [patterns.index(pattern) for pattern in present]
+
+    labels = shifted_window_labels(padded_size, window, shift)
     return ShiftedWindows(
-        order=order,
-        inverse=torch.argsort(order),
-        sizes=tuple(sizes.tolist()),
-        labels=labels[order[firsts]],
+        order=torch.tensor(order),
+        inverse=torch.tensor(inverse),
+        sizes=sizes,
+        labels=labels[representatives],
     )
 
 
