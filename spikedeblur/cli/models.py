@@ -52,7 +52,7 @@ def models(
         ),
     ] = "6x192x192",
     memory: Annotated[
-        bool, typer.Option("--memory/--no-memory", help="Estimate forward-pass memory (about 2 s per large preset).")
+        bool, typer.Option("--memory/--no-memory", help="Estimate forward-pass memory (a few seconds per large preset).")
     ] = True,
 ) -> None:
     """List the model presets with parameter counts and the memory one forward pass needs.
