@@ -123,6 +123,18 @@ def test_matches_reference_expected_output():
     torch.testing.assert_close(out[..., ::stride, ::stride], expected, atol=1e-4, rtol=0)
 
 
+def test_batch_equals_items_one_by_one(tiny_aligned):
+    frames = torch.rand(2, 3, 3, 64, 72)
+
+    with torch.no_grad():
+        batched = tiny_aligned(frames)
+        first = tiny_aligned(frames[:1])
+        second = tiny_aligned(frames[1:])
+
+    torch.testing.assert_close(batched[:1], first, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batched[1:], second, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("shape", "message"),
     [
