@@ -247,6 +247,20 @@ def test_deform_conv_grouped_weight():
     torch.testing.assert_close(out, F.conv2d(x, weight, padding=1, groups=2), atol=1e-4, rtol=1e-4)
 
 
+def test_deform_conv_chunks_are_exact(monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 8, 8, generator=generator)
+    weight = torch.randn(5, 4, 3, 3, generator=generator)
+    offset = torch.randn(3, 18, 8, 8, generator=generator) * 2
+    mask = torch.rand(3, 9, 8, 8, generator=generator)
+
+    whole = modulated_deform_conv2d(x, offset, mask, weight, None, use_torchvision=False)
+    monkeypatch.setattr("spikedeblur.layers.deform_conv.COLUMN_CHUNK_ELEMENTS", 4 * 9 * 64)
+    chunked = modulated_deform_conv2d(x, offset, mask, weight, None, use_torchvision=False)
+
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
+
+
 def test_deform_conv_matches_torchvision():
     if _torchvision_deform_conv2d() is None:
         pytest.skip("torchvision.ops.deform_conv2d does not import beside this torch build")

@@ -19,6 +19,10 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
+COLUMN_CHUNK_ELEMENTS = 1 << 25
+"""Sampled values (images x channels x taps x pixels) per chunk of the pure-PyTorch version; the
+chunk's float32 columns then take at most 128 MiB, and a few temporaries of that size coexist."""
+
 
 @functools.cache
 def _torchvision_deform_conv2d() -> Callable[..., Tensor] | None:
@@ -68,7 +72,27 @@ def modulated_deform_conv2d(
 def _deform_conv2d_torch(
     x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None, *, padding: int
 ) -> Tensor:
-    """Pure-PyTorch modulated deformable convolution (see :func:`modulated_deform_conv2d`)."""
+    """Pure-PyTorch modulated deformable convolution (see :func:`modulated_deform_conv2d`).
+
+    Images run in chunks whose sampled columns stay under :data:`COLUMN_CHUNK_ELEMENTS`.
+    """
+    n, c_in = x.shape[:2]
+    columns_per_image = c_in * weight.shape[2] * weight.shape[3] * offset.shape[2] * offset.shape[3]
+    chunk = max(1, COLUMN_CHUNK_ELEMENTS // columns_per_image)
+    if chunk >= n:
+        return _deform_conv2d_columns(x, offset, mask, weight, bias, padding=padding)
+    return torch.cat(
+        [
+            _deform_conv2d_columns(x[i : i + chunk], offset[i : i + chunk], mask[i : i + chunk], weight, bias, padding=padding)
+            for i in range(0, n, chunk)
+        ]
+    )
+
+
+def _deform_conv2d_columns(
+    x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None, *, padding: int
+) -> Tensor:
+    """Sample every tap of every output pixel, then convolve as one matrix product per group."""
     n, c_in, h, w = x.shape
     c_out, c_in_per_group, kh, kw = weight.shape
     taps = kh * kw
