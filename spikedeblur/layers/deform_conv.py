@@ -20,7 +20,7 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 COLUMN_CHUNK_ELEMENTS = 1 << 25
-"""Sampled values (images x channels x taps x pixels) per chunk of the pure-PyTorch version; the
+"""Sampled values (images x channels x taps x pixels) per chunk of the pure-PyTorch version. A
 chunk's float32 columns then take at most 128 MiB, and a few temporaries of that size coexist."""
 
 
@@ -109,8 +109,8 @@ def _deform_conv2d_columns(
     pos_y = rows.view(1, 1, 1, h_out, 1) + tap_y.view(1, 1, taps, 1, 1) + offset[:, :, :, 0].float()
     pos_x = cols.view(1, 1, 1, 1, w_out) + tap_x.view(1, 1, taps, 1, 1) + offset[:, :, :, 1].float()
 
-    # bilinear sampling with zeros outside the input, which is what torchvision's kernel does;
-    # the taps are stacked along the grid height so each group needs one grid_sample call
+    # bilinear sampling with zeros outside the input, which is what torchvision's kernel does.
+    # The taps are stacked along the grid height, so each group needs one grid_sample call.
     grid = torch.stack((2.0 * pos_x / max(w - 1, 1) - 1.0, 2.0 * pos_y / max(h - 1, 1) - 1.0), dim=-1)
     grid = rearrange(grid, "n g tap h w xy -> (n g) (tap h) w xy")
     x_grouped = rearrange(x.float(), "n (g c) h w -> (n g) c h w", g=offset_groups)
