@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikedeblur.inference import InferenceSettings, run_inference
+from spikedeblur.inference import InferenceSettings, ModelGeometry, run_inference
 from spikedeblur.inference.tiling import window_starts
 
 SIZE = 256
@@ -85,30 +85,42 @@ def make_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return images, voxels
 
 
-def vrt_trimmed_tiles(model, images: torch.Tensor, voxels: torch.Tensor) -> torch.Tensor:
-    """Tile like VRT's test script: trim ``OVERLAP // 2`` pixels off each interior tile edge, then average."""
+class RecordingModel:
+    """Calls the model and keeps each tile's output, so VRT's scheme can reuse the same tile outputs."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.outputs: list[torch.Tensor] = []
+
+    def __call__(self, frames: torch.Tensor, spike_voxels: torch.Tensor | None) -> torch.Tensor:
+        restored = self.model(frames, spike_voxels)
+        self.outputs.append(restored[0].float().cpu())
+        return restored
+
+
+def vrt_trimmed_tiles(tile_outputs: list[torch.Tensor]) -> torch.Tensor:
+    """Blend like VRT's test script: trim ``OVERLAP // 2`` pixels off each interior tile edge, then average.
+
+    ``tile_outputs`` are ``(T, 3, TILE, TILE)`` in raster order over the starts of :func:`window_starts`.
+    """
     total = torch.zeros(FRAMES, 3, SIZE, SIZE)
     counts = torch.zeros(1, 1, SIZE, SIZE)
     starts = window_starts(SIZE, TILE, OVERLAP)
+    positions = [(top, left) for top in starts for left in starts]
+    assert len(tile_outputs) == len(positions)
     trim = OVERLAP // 2
-    for top in starts:
-        for left in starts:
-            with torch.inference_mode():
-                restored = model(
-                    images[None, :, :, top : top + TILE, left : left + TILE],
-                    voxels[None, :, :, top : top + TILE, left : left + TILE],
-                )[0]
-            mask = torch.ones(1, 1, TILE, TILE)
-            if top > 0:
-                mask[..., :trim, :] = 0
-            if top + TILE < SIZE:
-                mask[..., TILE - trim :, :] = 0
-            if left > 0:
-                mask[..., :, :trim] = 0
-            if left + TILE < SIZE:
-                mask[..., :, TILE - trim :] = 0
-            total[..., top : top + TILE, left : left + TILE] += restored * mask
-            counts[..., top : top + TILE, left : left + TILE] += mask
+    for (top, left), restored in zip(positions, tile_outputs, strict=True):
+        mask = torch.ones(1, 1, TILE, TILE)
+        if top > 0:
+            mask[..., :trim, :] = 0
+        if top + TILE < SIZE:
+            mask[..., TILE - trim :, :] = 0
+        if left > 0:
+            mask[..., :, :trim] = 0
+        if left + TILE < SIZE:
+            mask[..., :, TILE - trim :] = 0
+        total[..., top : top + TILE, left : left + TILE] += restored * mask
+        counts[..., top : top + TILE, left : left + TILE] += mask
     return total / counts
 
 
@@ -142,16 +154,18 @@ def test_smooth_blending_has_weaker_seams_than_vrt_scheme():
         whole = model(quantised[None], voxels[None])[0]
 
     sink = CollectSink()
+    recording = RecordingModel(model)
     run_inference(
         frames,
-        model,
+        recording,
         sink,
         settings=InferenceSettings(clip_len=FRAMES, clip_overlap=0, tile=TILE, tile_overlap=OVERLAP),
         spikes=ArraySpikes(voxels),
+        geometry=ModelGeometry.of(model),
         output_dtype=np.float32,
     )
     ours = torch.from_numpy(np.stack(sink.images)).permute(0, 3, 1, 2)
-    theirs = vrt_trimmed_tiles(model, quantised, voxels)
+    theirs = vrt_trimmed_tiles(recording.outputs)
 
     mask = border_mask()
     ours_ratio = seam_ratio(ours, whole.clamp(0, 1), mask)
