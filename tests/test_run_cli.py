@@ -251,3 +251,20 @@ def test_run_default_rgb_weights_ignore_spikes(tmp_path, clip, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "is not used" in one_line(result.output)
     assert len(frame_pts(output)) == FRAMES
+
+
+def test_run_existing_output_checked_before_model(tmp_path, clip, monkeypatch):
+    import spikedeblur.inference.pipeline as pipeline
+
+    def fail_if_loaded(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output check")
+
+    monkeypatch.setattr(pipeline, "load_inference_model", fail_if_loaded)
+    output = tmp_path / "sharp.mp4"
+    output.write_bytes(b"keep me")
+
+    result = run_cli(str(clip), "-o", str(output))
+
+    assert result.exit_code == 1
+    assert "already exists" in one_line(result.output)
+    assert output.read_bytes() == b"keep me"

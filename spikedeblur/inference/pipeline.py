@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 
 from spikedeblur.errors import InputNotFoundError, InvalidInputError
+from spikedeblur.fileio import check_output_path
 from spikedeblur.inference import devices
 from spikedeblur.inference.engine import InferenceProgress, InferenceStats, run_inference
 from spikedeblur.inference.loading import load_inference_model
@@ -86,6 +87,7 @@ def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress],
     """
     from spikedeblur.spikes.source import open_spike_source
     from spikedeblur.video import VideoReader, open_video_writer
+    from spikedeblur.video.image_writer import is_image_sequence_target
     from spikedeblur.weights.registry import DEFAULT
 
     device = devices.resolve_device(request.device)
@@ -95,6 +97,11 @@ def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress],
         raise InputNotFoundError(f"input {request.input_path} does not exist; check the path")
     if request.spikes_path is not None and not request.spikes_path.exists():
         raise InputNotFoundError(f"spike stream {request.spikes_path} does not exist; check the --spikes path")
+
+    # Check the output before the model loads, which can take a while; the writer checks again.
+    if request.output_path is not None and not is_image_sequence_target(request.output_path):
+        inputs = tuple(path for path in (request.input_path, request.spikes_path) if path is not None)
+        check_output_path(Path(request.output_path), overwrite=request.overwrite, inputs=inputs)
 
     weights = request.weights
     if weights is None and not (request.output_path is None and request.model_preset is not None):
