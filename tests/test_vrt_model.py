@@ -123,6 +123,7 @@ def test_matches_reference_expected_output():
     torch.testing.assert_close(out[..., ::stride, ::stride], expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_batch_equals_items_one_by_one(tiny_aligned):
     frames = torch.rand(2, 3, 3, 64, 72)
 
