@@ -78,7 +78,7 @@ def test_config_reads_toml_with_phases(tmp_path):
             seed = 3
             output_dir = "out"
             [model]
-            zero_init_output = false
+            output_init_scale = 0.5
             [training]
             steps = 10
             [[phases]]
@@ -110,7 +110,11 @@ def test_config_reads_toml_with_phases(tmp_path):
         ({"data": {"threshold": [4, 1]}}, "threshold"),
         ({"optimizer": {"lr": 0}}, "lr=0"),
         ({"training": {"precision": "fp8"}}, "precision"),
-        ({"training": {"steps": 2}, "phases": [{"name": "s", "steps": 2, "train": "spike"}]}, "zero_init_output"),
+        (
+            {"model": {"output_init_scale": 0}, "training": {"steps": 2}, "phases": [{"name": "s", "steps": 2, "train": "spike"}]},
+            "output_init_scale",
+        ),
+        ({"model": {"output_init_scale": 2}}, "output_init_scale"),
     ],
 )
 def test_config_rejects_invalid_values(data, message):
@@ -237,7 +241,7 @@ def test_spike_phase_freezes_backbone(tmp_path):
     torch.set_num_threads(1)
     phases = [{"name": "spike", "steps": 1, "train": "spike"}, {"name": "all", "steps": 1}]
     config = parse_config(
-        _config(tmp_path, training={"steps": 2}, model={"zero_init_output": False}, phases=phases)
+        _config(tmp_path, training={"steps": 2}, phases=phases)
     )
     trainer = Trainer(config)
     spike_names = {name for name, p in trainer.model.named_parameters() if any(p is q for q in trainer.model.spike_branch_parameters())}
@@ -266,7 +270,7 @@ def test_validation_logs_spike_reliance(tmp_path):
     assert len(validation) == 1
     assert validation[0]["val_spike_reliance"] == pytest.approx(result.validation.spike_reliance)
     assert validation[0]["val_psnr_blurry"] > 10
-    # zero_init_output makes the untrained model close to the identity, so it starts near the blurry PSNR.
+    # A shrunken output head keeps the untrained model near the identity, so it starts near the blurry PSNR.
     assert abs(validation[0]["val_psnr"] - validation[0]["val_psnr_blurry"]) < 3
 
 
@@ -320,3 +324,18 @@ def test_torchrun_gloo_two_ranks_identical_weights(tmp_path):
         torch.testing.assert_close(rank0[name], rank1[name], rtol=0, atol=0, msg=name)
     assert any(not torch.equal(rank0[name], initial[name]) for name in rank0)
     assert (tmp_path / "run" / "final.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_fusion_window_override_exports_custom_config(tmp_path):
+    from spikedeblur.models.checkpoint import load_model
+
+    torch.set_num_threads(1)
+    config = parse_config(_config(tmp_path, model={"fusion_windows": [1, 1, 1, 1]}, training={"steps": 1}))
+
+    result = Trainer(config).train()
+    model, metadata = load_model(result.final_weights, device="cpu")
+
+    assert model.config.fusion_windows == (1, 1, 1, 1)
+    assert metadata.preset is None
+    assert metadata.extra["base_preset"] == "vrt-spike-tiny"

@@ -9,7 +9,8 @@ Example (every key is optional except where noted)::
     preset = "vrt-spike-tiny"
     init_weights = "base.safetensors" # optional starting weights
     grad_checkpointing = false
-    zero_init_output = true           # start as the identity when no init_weights are given
+    fusion_windows = [1, 1, 1, 1]     # optional: per-scale fusion window replacing the preset's
+    output_init_scale = 0.1           # shrink the random output head so training starts near the identity
 
     [data]
     kind = "procedural"               # "procedural", "simulated" or "gopro-spike"
@@ -76,15 +77,27 @@ def _check_range(name: str, value: Any, *, minimum: float, maximum: float = math
 class ModelSection:
     """The model to train: a registry preset, optional starting weights, memory options.
 
-    ``zero_init_output`` zeroes the backbone's last convolution when training from random weights,
-    so that thanks to the global residual the untrained model returns its blurry input instead of
-    noise, and training starts from the blurry frames' PSNR.
+    ``output_init_scale`` multiplies the random weights of the backbone's last convolution when no
+    ``init_weights`` are given. Thanks to the global residual, a small scale makes the untrained
+    model return nearly its blurry input instead of noise. 0 makes it exactly the identity, but then
+    every gradient that reaches the layers before the head is zero at the first step, and the spike
+    branch, behind the zero-initialised fusion as well, learns far more slowly.
+
+    ``fusion_windows`` replaces the preset's cross-attention window per encoder scale (pixels, or
+    "global"). The model is then a custom configuration, saved with its full config but no preset.
     """
 
     preset: str = "vrt-spike-tiny"
     init_weights: Path | None = None
     grad_checkpointing: bool = False
-    zero_init_output: bool = True
+    output_init_scale: float = 0.1
+    fusion_windows: tuple[int | str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.fusion_windows is not None:
+            object.__setattr__(self, "fusion_windows", tuple(self.fusion_windows))
+        if not 0.0 <= self.output_init_scale <= 1.0:
+            raise InvalidInputError(f"output_init_scale={self.output_init_scale} is invalid; use a value in [0, 1]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,7 +192,7 @@ class Phase:
 
 @dataclass(frozen=True, kw_only=True)
 class ValidationSection:
-    """Fixed procedural clips (and optional simulated data sets) measured during training."""
+    """Fixed procedural clips restored during training, with their spike and motion settings."""
 
     num_clips: int = 4
     clip_length: int = 4
@@ -188,8 +201,6 @@ class ValidationSection:
     ticks_per_bin: int = 2
     threshold: float = 2.0
     speed: float = 8.0
-    paths: tuple[Path, ...] = ()
-    max_frames: int = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,12 +219,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.phases:
             object.__setattr__(self, "phases", (Phase(name="all", steps=self.training.steps),))
-        if self.model.zero_init_output and self.model.init_weights is None and self.phases[0].train == "spike":
+        if self.model.output_init_scale == 0 and self.model.init_weights is None and self.phases[0].train == "spike":
             # With a zero output head no gradient reaches the spike branch, and the head itself is
             # part of the frozen backbone, so such a run would never change the model.
             raise InvalidInputError(
-                "the first phase trains only the spike branch, but model.zero_init_output zeroes the frozen "
-                "output head so nothing could learn; set zero_init_output = false, give init_weights, "
+                "the first phase trains only the spike branch, but model.output_init_scale = 0 zeroes the "
+                "frozen output head so nothing could learn; use a scale above 0, give init_weights, "
                 "or start with an 'all' phase"
             )
         total = sum(phase.steps for phase in self.phases)

@@ -1,13 +1,14 @@
 """The training loop: Charbonnier loss, AdamW with a cosine schedule, phases, checkpoints and DDP.
 
 One process trains on one device. Under ``torchrun`` each process (rank) builds the same model from
-the same seed, wraps it in DistributedDataParallel, and draws its own samples: sample ids
-``(step * world_size + rank) * batch_size + j`` never repeat across ranks or steps, and DDP averages
-the gradients so every rank ends each step with identical weights.
+the same seed and wraps it in DistributedDataParallel. Each rank draws its own samples, with sample
+ids ``(step * world_size + rank) * batch_size + j`` that never repeat across ranks or steps. DDP
+averages the gradients, so every rank ends each step with identical weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -124,7 +125,7 @@ class ValidationResult:
 
 @dataclass
 class TrainResult:
-    """What a finished :meth:`Trainer.train` run produced."""
+    """Outcome of a finished :meth:`Trainer.train` call."""
 
     step: int
     final_weights: Path | None
@@ -219,7 +220,7 @@ class Trainer:
         device: str | None = None,
         log: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        from spikedeblur.models.registry import create_model
+        from spikedeblur.models.registry import build_model, get_preset
 
         self.config = config
         self.log_callback = log
@@ -230,7 +231,12 @@ class Trainer:
 
         # Every rank seeds identically so the models start equal (DDP also broadcasts rank 0's weights).
         torch.manual_seed(config.seed)
-        self.model = create_model(config.model.preset, device=self.device)
+        model_config = get_preset(config.model.preset).config
+        if config.model.fusion_windows is not None:
+            if not hasattr(model_config, "fusion_windows"):
+                raise InvalidInputError(f"model preset {config.model.preset!r} has no fusion to configure")
+            model_config = dataclasses.replace(model_config, fusion_windows=config.model.fusion_windows)
+        self.model = build_model(model_config, device=self.device)
         if not hasattr(self.model, "spike_branch_parameters"):
             raise InvalidInputError(
                 f"model preset {config.model.preset!r} has no spike branch; train a vrt-spike* preset"
@@ -240,11 +246,12 @@ class Trainer:
 
             load_checkpoint(self.model, config.model.init_weights)
             logger.info("initialised weights from %s", config.model.init_weights)
-        elif config.model.zero_init_output:
+        elif config.model.output_init_scale != 1.0:
             head = self.model.backbone.conv_last
-            nn.init.zeros_(head.weight)
-            if head.bias is not None:
-                nn.init.zeros_(head.bias)
+            with torch.no_grad():
+                head.weight.mul_(config.model.output_init_scale)
+                if head.bias is not None:
+                    head.bias.mul_(config.model.output_init_scale)
         if config.model.grad_checkpointing:
             self.model.set_grad_checkpointing(True)
 
@@ -499,12 +506,15 @@ class Trainer:
             )
         data = self.config.data
         description = f"{data.kind} clips, crop {data.crop_size}, T={data.clip_length}, threshold {data.threshold}"
-        save_checkpoint(self.model, path, preset=self.config.model.preset, training_data=description, extra=extra, overwrite=True)
+        # A model with overridden fusion windows is no longer the preset, so it is saved by its config alone.
+        preset = self.config.model.preset if self.config.model.fusion_windows is None else None
+        extra["base_preset"] = self.config.model.preset
+        save_checkpoint(self.model, path, preset=preset, training_data=description, extra=extra, overwrite=True)
         return path
 
 
 def check_output_dir(output_dir: Path, *, resume: bool) -> None:
-    """Raise if ``output_dir`` already holds a run and resuming was not requested."""
+    """Raise if ``output_dir`` already contains a run and resuming was not requested."""
     folder = Path(output_dir) / CHECKPOINT_FOLDER
     if not resume and folder.is_dir() and any(folder.glob("step_*.pt")):
         raise OutputExistsError(
