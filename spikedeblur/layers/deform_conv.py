@@ -35,6 +35,11 @@ def _torchvision_deform_conv2d() -> Callable[..., Tensor] | None:
     return deform_conv2d
 
 
+def torchvision_deform_conv_available() -> bool:
+    """Return whether ``torchvision.ops.deform_conv2d`` imports beside this torch build."""
+    return _torchvision_deform_conv2d() is not None
+
+
 def modulated_deform_conv2d(
     x: Tensor,
     offset: Tensor,

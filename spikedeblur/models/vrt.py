@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from spikedeblur.errors import InvalidInputError
-from spikedeblur.layers.deform_conv import modulated_deform_conv2d
+from spikedeblur.layers.deform_conv import modulated_deform_conv2d, torchvision_deform_conv_available
 from spikedeblur.layers.flow_warp import flow_warp, flow_warp_nearest4
 from spikedeblur.layers.mlp import GEGLUMlp
 from spikedeblur.layers.spynet import SpyNet
@@ -137,8 +137,8 @@ class FlowGuidedDeformAlign(nn.Module):
         super().__init__()
         self.deformable_groups = deformable_groups
         self.max_residue_magnitude = max_residue_magnitude
-        # None: torchvision's kernel when it imports; False forces the pure-PyTorch version
-        self.use_torchvision: bool | None = None
+        # decided once here: a failing import traced inside forward breaks torch.compile graphs
+        self.use_torchvision = torchvision_deform_conv_available()
         self.weight = nn.Parameter(torch.empty(dim, dim, 3, 3, **factory))
         self.bias = nn.Parameter(torch.zeros(dim, **factory))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
