@@ -191,21 +191,26 @@ def measure_parts(folder: Path, clip: Path, spikes: Path, weights: Path, *, repe
 
 
 def current_resident_bytes() -> int | None:
-    """Return this process's resident memory now (Linux only), else None."""
-    statm = Path("/proc/self/statm")
-    if not statm.exists():
-        return None
-    import os
+    """Return this process's anonymous resident memory now (Linux only), else None.
 
-    return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    Anonymous memory leaves out file-backed pages such as the memory-mapped spike stream, whose
+    pages count as resident once read although the kernel can drop them at any time.
+    """
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return None
+    for line in status.read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return None
 
 
 def memory_run(clip: Path, spikes: Path, weights: Path, output: Path) -> None:
     """Run the whole pipeline once and print memory figures as JSON (child process).
 
     ``peak_host_bytes`` is the process's peak since it started, model loading included.
-    ``resident_first_clip`` and ``resident_max_during_run`` sample the resident memory at each
-    progress report, so growth with the number of frames shows even below that peak.
+    ``resident_first_clip`` and ``resident_max_during_run`` sample the anonymous resident memory at
+    each progress report, so growth with the number of frames shows even below that peak.
     """
     samples: list[int] = []
 
@@ -246,7 +251,7 @@ def measure_memory(folder: Path, weights: Path, counts: list[int], width: int, h
         line = f"  {result['frames']:5d} frames: peak host memory {result['peak_host_bytes'] / 2**20:7.1f} MiB"
         if result["resident_max_during_run"] is not None:
             line += (
-                f", resident after the first clip {result['resident_first_clip'] / 2**20:7.1f} MiB, "
+                f", anonymous resident after the first clip {result['resident_first_clip'] / 2**20:7.1f} MiB, "
                 f"max during the run {result['resident_max_during_run'] / 2**20:7.1f} MiB"
             )
         print(f"{line} ({result['seconds']:.1f} s)")
@@ -258,7 +263,7 @@ def measure_memory(folder: Path, weights: Path, counts: list[int], width: int, h
         )
         if first["resident_max_during_run"] and last["resident_max_during_run"]:
             print(
-                f"  max resident memory during the run, ratio {last['frames']} / {first['frames']} frames: "
+                f"  max anonymous resident memory during the run, ratio {last['frames']} / {first['frames']} frames: "
                 f"{last['resident_max_during_run'] / first['resident_max_during_run']:.3f}"
             )
 
