@@ -245,3 +245,25 @@ def test_fusion_rejects_mismatched_grids():
 def test_window_validation(window):
     with pytest.raises(InvalidInputError, match="window"):
         validate_window(window)
+
+
+def test_fusion_trained_passes_own_pixel():
+    # With the output layers set to the identity, the locality bias makes each query read mostly
+    # the spike feature at its own pixel and frame, so pixel detail survives a w = 8 window.
+    fusion = CrossAttentionFusion(8, context_dim=8, num_heads=2, window=8)
+    with torch.no_grad():
+        fusion.to_query.weight.zero_()
+        fusion.to_query.bias.zero_()
+        fusion.to_key_value.weight.copy_(torch.cat([torch.zeros(8, 8), torch.eye(8)]))
+        fusion.to_key_value.bias.zero_()
+        fusion.norm_context.weight.fill_(1.0)
+        fusion.proj.weight.copy_(torch.eye(8))
+    x = torch.zeros(1, 8, 3, 8, 8)
+    context = torch.randn(1, 8, 3, 8, 8)
+
+    with torch.no_grad():
+        output = fusion(x, context)
+
+    normalized = torch.nn.functional.layer_norm(context.movedim(1, -1), (8,)).movedim(-1, 1)
+    correlation = torch.corrcoef(torch.stack([output.flatten(), normalized.flatten()]))[0, 1]
+    assert correlation > 0.8

@@ -8,6 +8,8 @@ pixel, larger windows tolerate a few pixels of misregistration between the two c
 
 from __future__ import annotations
 
+import math
+
 from typing import Literal
 
 import torch
@@ -36,7 +38,13 @@ class CrossAttentionFusion(nn.Module):
     """Fuse spike features into RGB features: x + CrossAttn(x, s), then a residual MLP.
 
     The attention's output projection and the MLP's last layer start at zero, so an untrained fusion
-    returns its RGB input exactly. Frames whose height or width is not a multiple of the window are
+    returns its RGB input exactly.
+
+    Attention logits get a learned locality bias, ``-(a * dt² + s * (dy² + dx²))`` per head, from the
+    offsets between query and key in frames and pixels. Content alone cannot tell a query which key
+    sits at its own pixel and frame, so without the bias a window returns a blend of spike features
+    over all its pixels and frames, and fine spike detail never reaches the RGB branch. The bias
+    depends only on offsets, so it holds for any T and any window size. Frames whose height or width is not a multiple of the window are
     zero-padded at the bottom and right; padded keys are masked out and padded queries are cropped,
     so the result equals attention over the true pixels of each window.
 
@@ -46,6 +54,8 @@ class CrossAttentionFusion(nn.Module):
         num_heads: attention heads; must divide ``dim``.
         window: w, the window side in pixels, or ``"global"`` for one window over the whole map.
         mlp_ratio: hidden width of the MLP as a multiple of ``dim``.
+        locality: initial strength of the locality bias per squared pixel or frame offset; with the
+            default 3.0 a neighbour one pixel away gets e^-3 (5 %) of the weight of the query's own pixel.
         device: device of the parameters.
         dtype: dtype of the parameters.
 
@@ -62,6 +72,7 @@ class CrossAttentionFusion(nn.Module):
         num_heads: int,
         window: WindowSize,
         mlp_ratio: float = 2.0,
+        locality: float = 3.0,
         device=None,
         dtype=None,
     ) -> None:
@@ -73,6 +84,8 @@ class CrossAttentionFusion(nn.Module):
             )
         if mlp_ratio <= 0:
             raise InvalidInputError(f"CrossAttentionFusion mlp_ratio={mlp_ratio} is invalid; use a positive value")
+        if locality <= 0:
+            raise InvalidInputError(f"CrossAttentionFusion locality={locality} is invalid; use a positive value")
 
         factory = {"device": device, "dtype": dtype}
         hidden = max(1, round(dim * mlp_ratio))
@@ -86,6 +99,11 @@ class CrossAttentionFusion(nn.Module):
         self.to_query = nn.Linear(dim, dim, **factory)
         self.to_key_value = nn.Linear(context_dim, 2 * dim, **factory)
         self.proj = nn.Linear(dim, dim, **factory)
+
+        # softplus keeps both strengths positive; the raw value is its inverse at ``locality``
+        raw_locality = math.log(math.expm1(locality))
+        self.time_locality = nn.Parameter(torch.full((num_heads,), raw_locality, **factory))
+        self.space_locality = nn.Parameter(torch.full((num_heads,), raw_locality, **factory))
         self.norm_mlp = nn.LayerNorm(dim, **factory)
         self.mlp = nn.Sequential(
             nn.Linear(dim, hidden, **factory),
@@ -140,8 +158,11 @@ class CrossAttentionFusion(nn.Module):
         k, v = rearrange(
             self.to_key_value(keys_values), "n l (two heads d) -> two n heads l d", two=2, heads=self.num_heads
         )
-        mask = self._padding_mask(b, t, h, w, window_h, window_w, device=x.device) if pad_h or pad_w else None
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        bias = self._locality_bias(t, window_h, window_w, dtype=q.dtype, device=x.device)
+        if pad_h or pad_w:
+            valid = self._padding_mask(b, t, h, w, window_h, window_w, device=x.device)
+            bias = bias.masked_fill(~valid, float("-inf"))
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         attended = self.proj(rearrange(attended, "n heads l d -> n l (heads d)"))
 
         # undo the windows and the padding, then add to the RGB features
@@ -160,6 +181,23 @@ class CrossAttentionFusion(nn.Module):
         fused = fused + self.mlp(self.norm_mlp(fused))
 
         return rearrange(fused, "b t h w c -> b c t h w")
+
+    def _locality_bias(self, frames: int, window_h: int, window_w: int, *, dtype, device) -> Tensor:
+        """Return the additive bias (1, heads, L, L) with L = T·window_h·window_w, in window token order."""
+        t = torch.arange(frames, device=device)
+        y = torch.arange(window_h, device=device)
+        x = torch.arange(window_w, device=device)
+        grid_t, grid_y, grid_x = torch.meshgrid(t, y, x, indexing="ij")
+        coords = torch.stack([grid_t.flatten(), grid_y.flatten(), grid_x.flatten()]).float()
+
+        offsets = (coords[:, :, None] - coords[:, None, :]) ** 2
+        time_strength = F.softplus(self.time_locality).float()
+        space_strength = F.softplus(self.space_locality).float()
+        bias = -(
+            time_strength[:, None, None] * offsets[0]
+            + space_strength[:, None, None] * (offsets[1] + offsets[2])
+        )
+        return bias.unsqueeze(0).to(dtype)
 
     @staticmethod
     def _padding_mask(
