@@ -246,8 +246,11 @@ def read_gopro_spike_clips(root: Path, split: str = "train") -> list[_Sequence]:
 class FileClipDataset:
     """Random crops of T consecutive frames from simulated or GoPro-spike clips on disk.
 
-    ``dataset[i]`` picks a clip position, crop and flips from ``(seed, i)``. Decoded blurry videos are
-    cached per clip, because data sets of this kind are small; frame-file inputs are read on demand.
+    ``dataset[i]`` picks a clip position, crop and flips from ``(seed, i)``. Frame-file inputs are
+    read on demand.
+
+    NOTE: a blurry video is decoded whole on first use and kept in memory, which suits the short
+    clips of simulated data sets but not hours of footage; store long ones as frame folders.
     """
 
     def __init__(
@@ -338,6 +341,8 @@ def _crop_mapped(
     rates: np.ndarray, mapping: SpatialMapping, video_size: tuple[int, int], top: int, left: int, crop: int
 ) -> np.ndarray:
     """Map (K, h, w) spike-size rates onto the video grid and return the (K, crop, crop) window."""
+    # NOTE: this maps the whole frame before cropping, which costs K x H x W floats per frame
+    # (about 118 MB at 1280x720 with K=32); crop in spike pixels first if large frames get slow.
     full = map_to_video(rates, mapping, video_size)
     return full[:, top : top + crop, left : left + crop]
 
