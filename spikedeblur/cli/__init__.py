@@ -26,6 +26,8 @@ from spikedeblur.cli import simulate as _simulate
 _simulate.register(app)
 from spikedeblur.cli import train as _train
 _train.register(app)
+from spikedeblur.cli import demo as _demo
+_demo.register(app)
 from spikedeblur.cli import run as _run
 _run.register(app)
 # --- end of command registration ---
