@@ -59,9 +59,10 @@ def dataset_encode_options(crf: int = 0):
     """Return the encoder settings of a data set's blurry video: libx264, 4:4:4 chroma, ``crf`` (0 = lossless).
 
     A data set is reference material, so by default the blurry frames are coded losslessly (CRF 0 on
-    4:4:4 YUV, so only the RGB to YUV rounding remains). Chroma subsampling would otherwise cost
-    several dB of RGB PSNR on saturated textures before any deblurring starts. Some browsers cannot
-    play 4:4:4 H.264; FFmpeg-based players (VLC, mpv, ffplay) can.
+    4:4:4 YUV, so only the RGB to YUV rounding remains). With 4:2:0 chroma at CRF 18 the blurry
+    input of the demo's procedural clip scored 20.85 dB RGB PSNR instead of 21.67 dB, a loss that
+    would be charged to the deblurring model. Some browsers cannot play 4:4:4 H.264; FFmpeg-based
+    players (VLC, mpv, ffplay) can.
     """
     from spikedeblur.video import EncodeOptions
 
