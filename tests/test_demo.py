@@ -55,3 +55,4 @@ def test_demo_missing_weights_file_fails(tmp_path):
 
     assert result.exit_code == 1
     assert "none.safetensors" in result.stderr
+    assert not (tmp_path / "d").exists()

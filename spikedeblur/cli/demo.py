@@ -65,6 +65,9 @@ def demo(
                 "or pass --weights FILE"
             )
         weights = str(weights_path)
+    elif Path(weights).suffix in (".safetensors", ".pth", ".pt") and not Path(weights).is_file():
+        # Fail before simulating, so a mistyped file name does not leave a half-finished demo folder.
+        raise InputNotFoundError(f"weights file {weights} not found; pass an existing file or a registry name")
 
     started = time.perf_counter()
     height, width = DEMO_SIZE
