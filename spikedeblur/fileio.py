@@ -49,12 +49,35 @@ def atomic_output(output: Path, *, overwrite: bool = False, inputs: tuple[Path, 
         # Re-check: another process may have created the target while we were writing.
         if output.exists() and not overwrite:
             raise OutputExistsError(f"output {output} appeared while writing; pass --overwrite to replace it")
+        _apply_final_mode(temp_path, output)
         os.replace(temp_path, output)
         logger.debug("wrote %s", output)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp_path.unlink()
         raise
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which is not safe while other threads
+# create files.
+_UMASK = _read_umask()
+
+
+def _apply_final_mode(temp_path: Path, output: Path) -> None:
+    """Give the finished file the mode a plain ``open(output, "w")`` would, not mkstemp's private 0600."""
+    if not temp_path.is_file():
+        return
+    if output.is_file():
+        mode = output.stat().st_mode & 0o777
+    else:
+        mode = 0o666 & ~_UMASK
+    os.chmod(temp_path, mode)
 
 
 def default_output_path(source: Path, command: str, suffix: str | None = None) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spikedeblur.errors import InvalidInputError, OutputExistsError
+from spikedeblur import fileio
 from spikedeblur.fileio import atomic_output, default_output_path
 
 
@@ -61,3 +62,23 @@ def test_default_output_path_never_collides(tmp_path):
 
     assert first.name == "clip_run.mp4"
     assert second.name == "clip_run_2.mp4"
+
+
+def test_atomic_output_uses_umask_mode(tmp_path):
+    target = tmp_path / "out.txt"
+
+    with atomic_output(target) as temp:
+        temp.write_text("done")
+
+    assert target.stat().st_mode & 0o777 == 0o666 & ~fileio._UMASK
+
+
+def test_atomic_output_keeps_replaced_file_mode(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("original")
+    target.chmod(0o640)
+
+    with atomic_output(target, overwrite=True) as temp:
+        temp.write_text("new")
+
+    assert target.stat().st_mode & 0o777 == 0o640
