@@ -8,29 +8,31 @@ from __future__ import annotations
 
 from spikedeblur.cli._app import app, run_app
 
-# --- command registration: one line per command module, in help order ---
-# (helpers: add yours below; keep each import inside this block)
-from spikedeblur.cli import download_weights as _download_weights
-_download_weights.register(app)
-from spikedeblur.cli import eval as _eval
-_eval.register(app)
-from spikedeblur.cli import models as _models
-_models.register(app)
-from spikedeblur.cli import info as _info
-_info.register(app)
-from spikedeblur.cli import voxelize as _voxelize
-_voxelize.register(app)
-from spikedeblur.cli import transcode as _transcode
-_transcode.register(app)
-from spikedeblur.cli import simulate as _simulate
-_simulate.register(app)
-from spikedeblur.cli import train as _train
-_train.register(app)
-from spikedeblur.cli import demo as _demo
-_demo.register(app)
+# Command modules in the order `spikedeblur --help` lists them: the main job first.
 from spikedeblur.cli import run as _run
-_run.register(app)
-# --- end of command registration ---
+from spikedeblur.cli import demo as _demo
+from spikedeblur.cli import info as _info
+from spikedeblur.cli import voxelize as _voxelize
+from spikedeblur.cli import transcode as _transcode
+from spikedeblur.cli import simulate as _simulate
+from spikedeblur.cli import eval as _eval
+from spikedeblur.cli import train as _train
+from spikedeblur.cli import models as _models
+from spikedeblur.cli import download_weights as _download_weights
+
+for _module in (
+    _run,
+    _demo,
+    _info,
+    _voxelize,
+    _transcode,
+    _simulate,
+    _eval,
+    _train,
+    _models,
+    _download_weights,
+):
+    _module.register(app)
 
 
 def main() -> None:
