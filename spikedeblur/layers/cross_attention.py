@@ -42,8 +42,8 @@ class CrossAttentionFusion(nn.Module):
 
     Attention logits get a learned locality bias, ``-(a * dt² + s * (dy² + dx²))`` per head, from the
     offsets between query and key in frames and pixels. Content alone cannot tell a query which key
-    sits at its own pixel and frame, so without the bias a window returns a blend of spike features
-    over all its pixels and frames, and fine spike detail never reaches the RGB branch. The bias
+    sits at its own pixel and frame. Without the bias, a window returns a blend of the spike features
+    of all its pixels and frames, and fine spike detail never reaches the RGB branch. The bias
     depends only on offsets, so it holds for any T and any window size. Frames whose height or width is not a multiple of the window are
     zero-padded at the bottom and right; padded keys are masked out and padded queries are cropped,
     so the result equals attention over the true pixels of each window.
