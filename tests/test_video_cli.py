@@ -138,7 +138,9 @@ def test_info_json(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_sigint_during_transcode_leaves_no_file(tmp_path):
-    source = make_clip(tmp_path / "long.mp4", num_frames=150, width=320, height=240)
+    # Large enough that x264's veryslow preset needs several seconds even on an idle machine, so the
+    # signal always lands mid-stream.
+    source = make_clip(tmp_path / "long.mp4", num_frames=300, width=640, height=480)
     target = tmp_path / "out.mp4"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
@@ -153,7 +155,8 @@ def test_sigint_during_transcode_leaves_no_file(tmp_path):
             assert process.poll() is None, "transcode finished before it could be interrupted"
             assert time.monotonic() < deadline, "the temporary output never appeared"
             time.sleep(0.05)
-        time.sleep(0.5)
+        time.sleep(0.1)
+        assert process.poll() is None, "transcode finished before it could be interrupted"
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     finally:
