@@ -66,7 +66,7 @@ def test_info_text_on_gopro_sample():
     result = runner.invoke(app, ["info", str(path)])
 
     assert result.exit_code == 0, result.output
-    assert "360x640 (from guess)" in result.stdout
+    assert "360x640 (height x width, from guess)" in result.stdout
     assert "proposed sizes   360x640" in result.stdout
     assert "frames (ticks)   88" in result.stdout
 

@@ -153,7 +153,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main_callback(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log more detail (debug messages)."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, metavar="", show_default=False, help="Log more detail (debug messages)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Log only errors and hide progress bars."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
     version: bool = typer.Option(

@@ -87,7 +87,7 @@ def show_video_info(path: Path, *, json_output: bool) -> None:
     out = stdout_console.print
     out(f"[bold]{facts['path']}[/]", markup=True)
     out(f"  format           {facts['container']}, {facts['codec']}")
-    out(f"  size             {facts['width']}x{facts['height']} (as decoded, before rotation)")
+    out(f"  size             {facts['width']}x{facts['height']} (width x height, as decoded, before rotation)")
     fps_note = " (assumed; set it with --fps)" if facts["fps_assumed"] else ""
     out(f"  frame rate       {facts['fps']:g} fps ({facts['fps_fraction']}){fps_note}")
     frames_note = "counted" if facts["frames_counted"] else "estimated from the duration"

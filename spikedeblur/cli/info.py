@@ -151,7 +151,7 @@ def _print_facts(facts: dict[str, Any]) -> None:
         size_note = facts["size_source"] + (f" {facts['sidecar']}" if facts["sidecar"] else "")
 
     head = f" + {facts['head_cols']} head columns" if facts["head_cols"] else ""
-    out(f"  size             {facts['height']}x{facts['width']}{head} (from {size_note})")
+    out(f"  size             {facts['height']}x{facts['width']}{head} (height x width, from {size_note})")
     out(f"  row order        {'bottom-to-top (flipped on reading)' if facts['flip'] else 'top-to-bottom'}")
 
     if facts["kind"] == "spike-frame-files":
