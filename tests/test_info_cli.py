@@ -28,3 +28,16 @@ def test_info_empty_folder_is_one_line_error(tmp_path):
     assert result.exit_code == 1
     assert str(tmp_path) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_info_dataset_folder_names_the_stream(tmp_path):
+    from spikedeblur.spikes import SpikeMeta, write_dat
+
+    frames = np.zeros((4, 8, 16), dtype=np.uint8)
+    write_dat(tmp_path / "spikes.dat", frames, meta=SpikeMeta(height=8, width=16))
+
+    result = runner.invoke(app, ["info", str(tmp_path)])
+
+    assert result.exit_code == 1
+    assert "spikes.dat" in result.stderr
+    assert "instead of the folder" in result.stderr
