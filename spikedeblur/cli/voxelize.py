@@ -220,7 +220,11 @@ def voxelize(
     ] = False,
     missing: Annotated[
         MissingChoice,
-        typer.Option("--missing", help="For frames the stream does not cover: fail (error) or write zeros (zero)."),
+        typer.Option(
+            "--missing-spikes",
+            "--missing",
+            help="For frames the stream does not cover: fail (error) or write zeros (zero).",
+        ),
     ] = MissingChoice.error,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
     spike_size: SpikeSizeOption = None,

@@ -152,14 +152,16 @@ class DatSpikeSource(SpikeSource):
         if self.meta.frame_ticks is not None and index >= len(self.meta.frame_ticks):
             return (
                 f"spike stream {self.name} lists ticks for {len(self.meta.frame_ticks)} frames in frame_ticks, "
-                f"so video frame {index} at {time_s:.4f} s is not covered; extend the table or trim the video"
+                f"so video frame {index} at {time_s:.4f} s is not covered; extend the table, trim the video, "
+                "or pass --missing-spikes zero to give such frames empty voxels"
             )
         start, stop = self.window(index, time_s, duration_s)
         ticks = self.reader.num_frames
         return (
             f"spike stream {self.name} has ticks 0..{ticks - 1} ({ticks / self.meta.rate_hz:.4f} s at "
             f"{self.meta.rate_hz:g} Hz), but video frame {index} at {time_s:.4f} s needs ticks {start}..{stop - 1}; "
-            "check --spike-rate, --spike-offset and --spikes-per-frame, or trim the video"
+            "check --spike-rate, --spike-offset and --spikes-per-frame, trim the video, "
+            "or pass --missing-spikes zero to give such frames empty voxels"
         )
 
     def _voxels_at_spike_size(self, index: int, time_s: float, duration_s: float, bins: int) -> np.ndarray:
@@ -192,7 +194,8 @@ class FrameFileSpikeSource(SpikeSource):
     def _describe_gap(self, index: int, time_s: float, duration_s: float) -> str:
         return (
             f"spike folder {self.folder} has {len(self.files)} per-frame files, so video frame {index} at "
-            f"{time_s:.4f} s is not covered; trim the video or add the missing files"
+            f"{time_s:.4f} s is not covered; trim the video, add the missing files, "
+            "or pass --missing-spikes zero to give such frames empty voxels"
         )
 
     def _voxels_at_spike_size(self, index: int, time_s: float, duration_s: float, bins: int) -> np.ndarray:
