@@ -41,3 +41,29 @@ def test_info_dataset_folder_names_the_stream(tmp_path):
     assert result.exit_code == 1
     assert "spikes.dat" in result.stderr
     assert "instead of the folder" in result.stderr
+
+
+def test_info_write_sidecar_saves_size(tmp_path):
+    from spikedeblur.spikes import read_sidecar, write_dat
+
+    dat = tmp_path / "cam.dat"
+    write_dat(dat, np.zeros((3, 8, 16), dtype=np.uint8))
+
+    first = runner.invoke(app, ["info", str(dat), "--spike-size", "8x16", "--spike-rate", "40000", "--write-sidecar"])
+    again = runner.invoke(app, ["info", str(dat), "--write-sidecar"])
+
+    assert first.exit_code == 0, first.stderr
+    meta = read_sidecar(dat)
+    assert (meta.height, meta.width, meta.rate_hz) == (8, 16, 40000)
+    assert again.exit_code == 1
+    assert "--overwrite" in again.stderr
+
+
+def test_info_write_sidecar_rejects_video(tmp_path):
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.zeros((8, 8, 3), np.uint8))
+
+    result = runner.invoke(app, ["info", str(image), "--write-sidecar"])
+
+    assert result.exit_code == 2
+    assert "--write-sidecar" in result.stderr

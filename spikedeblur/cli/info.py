@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,8 @@ from spikedeblur.cli._spike_options import (
     build_spike_options,
 )
 from spikedeblur.errors import InputNotFoundError
+
+logger = logging.getLogger(__name__)
 
 
 def _size_source(options, sidecar) -> str:
@@ -194,6 +197,15 @@ def info(
     no_flip: NoFlipOption = False,
     head_cols: HeadColsOption = None,
     strict: StrictOption = False,
+    write_sidecar: Annotated[
+        bool,
+        typer.Option(
+            "--write-sidecar",
+            help="Save the size and clock in use (from options, an existing sidecar or the best guess) to "
+            "NAME.dat.json beside a .dat file, so later commands need no spike options.",
+        ),
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --write-sidecar, replace an existing sidecar.")] = False,
 ) -> None:
     """Describe a spike stream (frames, duration, firing rates, dead and hot pixels, likely sizes) or a video."""
     options = build_spike_options(
@@ -209,6 +221,8 @@ def info(
 
     if not path.exists():
         raise InputNotFoundError(f"input {path} not found; check the path")
+    if write_sidecar and (path.is_dir() or path.suffix.lower() != ".dat"):
+        raise typer.BadParameter("--write-sidecar needs a .dat file", param_hint="'--write-sidecar'")
     if path.is_dir():
         from spikedeblur.spikes.layout import is_frame_file_folder
 
@@ -219,6 +233,8 @@ def info(
         facts = describe_folder(path, options)
     elif path.suffix.lower() == ".dat":
         facts = describe_dat(path, options)
+        if write_sidecar:
+            _write_sidecar(path, options, facts, overwrite=overwrite)
     else:
         _show_video_info(path, json_output=json_output)
         return
@@ -227,6 +243,16 @@ def info(
         stdout_console.print(json.dumps(facts, indent=2), markup=False, highlight=False)
     else:
         _print_facts(facts)
+
+
+def _write_sidecar(path: Path, options, facts: dict[str, Any], *, overwrite: bool) -> None:
+    from spikedeblur.spikes.sidecar import read_sidecar, write_sidecar
+
+    meta = options.merge_over(read_sidecar(path)).replace(
+        height=facts["height"], width=facts["width"], head_cols=facts["head_cols"]
+    )
+    written = write_sidecar(path, meta, overwrite=overwrite)
+    logger.info("wrote %s (%dx%d, %g Hz)", written, meta.height, meta.width, meta.rate_hz)
 
 
 def _show_video_info(path: Path, *, json_output: bool) -> None:
