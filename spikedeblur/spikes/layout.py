@@ -40,10 +40,10 @@ def list_frame_files(folder: Path, *, missing_ok: bool = False) -> list[Path]:
             files = sorted(path for path in candidate.glob("*.dat") if path.is_file())
             streams = [path for path in files if path.with_name(path.name + ".json").is_file()]
             if streams:
-                # Per-frame files never carry sidecars; a sidecar marks one continuous stream, such as
-                # the spikes.dat of a simulated data set, which must not be read as a one-frame clip.
+                # Per-frame files never carry sidecars. A sidecar marks one continuous stream, such as
+                # the spikes.dat of a simulated data set, and reading it as a clip gives nonsense.
                 raise InvalidInputError(
-                    f"folder {folder} holds the spike stream {streams[0].name} with its sidecar, not one .dat "
+                    f"folder {folder} contains the spike stream {streams[0].name} with its sidecar, not one .dat "
                     f"per video frame; pass the file {streams[0]} instead of the folder"
                 )
             if files:
