@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from conftest import shared_file
 from typer.testing import CliRunner
 
 from spikedeblur.cli import app
@@ -67,3 +68,16 @@ def test_info_write_sidecar_rejects_video(tmp_path):
 
     assert result.exit_code == 2
     assert "--write-sidecar" in result.stderr
+
+
+def test_info_warns_on_swapped_spike_size():
+
+    dat = shared_file("reds-spike/200_part1_key_id151.dat")
+
+    swapped = runner.invoke(app, ["info", str(dat), "--spike-size", "400x250"])
+    correct = runner.invoke(app, ["info", str(dat), "--spike-size", "250x400"])
+
+    assert swapped.exit_code == 0
+    assert "disagrees with the best-scoring size" in swapped.stderr
+    assert "250x400" in swapped.stderr
+    assert "disagrees" not in correct.stderr
