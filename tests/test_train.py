@@ -142,7 +142,8 @@ def test_procedural_dataset_sample_shapes_and_determinism():
     assert first["blurry"].shape == (2, 3, 32, 32)
     assert first["voxels"].shape == (2, 8, 32, 32)
     assert first["sharp"].shape == (2, 3, 32, 32)
-    assert 0.0 <= first["voxels"].min() and first["voxels"].max() <= 1.0
+    assert first["voxels"].min() >= 0.0
+    assert first["voxels"].max() <= 1.0
     np.testing.assert_array_equal(first["voxels"], again["voxels"])
     assert not np.array_equal(first["blurry"], other["blurry"])
 

@@ -148,8 +148,8 @@ def test_sigint_during_transcode_leaves_no_file(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
-        # A shell that starts this suite in the background hands its children an ignored SIGINT,
-        # and Python then installs no KeyboardInterrupt handler; restore the default as a terminal would.
+        # A shell that starts this suite in the background gives its children an ignored SIGINT,
+        # so Python installs no KeyboardInterrupt handler. Restore the default, as a terminal would.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:

@@ -65,8 +65,8 @@ class SpikedeblurGroup(typer.core.TyperGroup):
     """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        # Click prints usage errors as a multi-line block (Typer as a framed box); users get one line
-        # with the fix instead, and the same exit code 2.
+        # Click prints usage errors as a multi-line block and Typer as a framed box. Users get one
+        # line with the fix instead, with the same exit code 2.
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
 

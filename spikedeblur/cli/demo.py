@@ -65,7 +65,7 @@ def demo(
                 "or pass --weights FILE"
             )
         weights = str(weights_path)
-        # NOTE: the shipped model is an untrained-quality wiring example; say so next to its scores.
+        # NOTE: the shipped model does not deblur yet, so the warning sits next to its scores.
         logger.warning(
             "the shipped compact model shows the pipeline end to end but does not deblur yet "
             "(gain about 0 dB); see docs/model-card.md"

@@ -257,7 +257,7 @@ class DatReader:
             unpacked = np.unpackbits(self._packed[chunk_start:chunk_stop], axis=-1, bitorder="little")
             self._release_pages(chunk_start, chunk_stop)
             # Summing in uint8 avoids NumPy's default upcast to int64, which is several times
-            # slower; a chunk has at most 255 frames, so the sum cannot overflow.
+            # slower. A chunk has at most 255 frames, so the sum cannot overflow.
             np.add.reduce(unpacked, axis=0, dtype=np.uint8, out=chunk_counts)
             if stop - start <= chunk:
                 return chunk_counts

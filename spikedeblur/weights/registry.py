@@ -1,6 +1,6 @@
 """Records of the named model weights and the registry that contains them.
 
-Each :class:`WeightsRecord` says where a file comes from (download mirrors or a file shipped inside the
+Each :class:`WeightsRecord` records where a file comes from (download mirrors or a file shipped inside the
 package), how to check it (size, SHA-256), under which licence it may be used, and which model preset
 loads it. ``spikedeblur run --weights NAME`` and ``spikedeblur download-weights NAME`` look names up here.
 """
@@ -169,8 +169,8 @@ REGISTRY.register(
 )
 
 # Name that ``spikedeblur run`` uses when no --weights is given.
-# TODO: switch to the packaged compact VRT+Spike model once it beats the blurry input; it does not yet,
-# so the default stays VRT's RGB-only GoPro checkpoint, which has to be downloaded.
+# TODO: switch to the packaged compact VRT+Spike model once it beats the blurry input. Until then the
+# default is VRT's RGB-only GoPro checkpoint, which has to be downloaded.
 DEFAULT = "vrt-deblur-gopro"
 
 
