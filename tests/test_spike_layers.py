@@ -7,7 +7,7 @@ import torch
 
 from spikedeblur.errors import InvalidInputError
 from spikedeblur.layers.cross_attention import CrossAttentionFusion, validate_window
-from spikedeblur.layers.spike_encoder import ResidualBlock3D, SpikeEncoder3D
+from spikedeblur.layers.spike_encoder import ResidualBlock3D, SpikeEncoder3D, relative_rates
 from spikedeblur.layers.temporal_attention import SpikeTemporalSA, sinusoidal_position_encoding
 
 SHAPES = [(2, 64, 64), (6, 64, 96), (7, 128, 72)]
@@ -101,9 +101,36 @@ def test_temporal_sa_keeps_shape(frames, height, width):
     assert torch.isfinite(y).all()
 
 
+def trained_temporal_sa(dim: int, num_heads: int) -> SpikeTemporalSA:
+    """A SpikeTemporalSA whose zero-initialised output layers hold random weights, as after training."""
+    block = SpikeTemporalSA(dim, num_heads=num_heads)
+    with torch.no_grad():
+        for layer in (block.proj, block.mlp[-1]):
+            layer.weight.normal_(0.0, 0.3)
+            layer.bias.normal_(0.0, 0.3)
+    return block
+
+
+def test_temporal_sa_is_identity_at_init():
+    block = SpikeTemporalSA(8, num_heads=2)
+    x = torch.randn(1, 8, 4, 3, 3)
+    with torch.no_grad():
+        assert torch.equal(block(x), x)
+
+
+def test_temporal_sa_values_carry_no_position_encoding():
+    # Identical tokens at every frame: queries and keys differ by position, values do not, so any
+    # attention pattern returns the same vector, and the output must not vary along T.
+    block = trained_temporal_sa(8, num_heads=2)
+    x = torch.randn(1, 8, 1, 2, 2).expand(1, 8, 5, 2, 2).contiguous()
+    with torch.no_grad():
+        y = block(x)
+    assert torch.allclose(y, y[:, :, :1].expand_as(y), atol=1e-6)
+
+
 def test_temporal_sa_mixes_only_time():
     torch.manual_seed(0)
-    block = SpikeTemporalSA(8, num_heads=2)
+    block = trained_temporal_sa(8, num_heads=2)
     x = torch.randn(1, 8, 5, 6, 6, requires_grad=True)
     block(x)[0, :, 2, 3, 3].sum().backward()
 
@@ -117,7 +144,7 @@ def test_temporal_sa_mixes_only_time():
 def test_temporal_sa_sees_frame_order():
     # Without a position encoding, attention along T would be permutation-equivariant.
     torch.manual_seed(0)
-    block = SpikeTemporalSA(8, num_heads=2)
+    block = trained_temporal_sa(8, num_heads=2)
     x = torch.randn(1, 8, 4, 2, 2)
     order = torch.tensor([2, 0, 3, 1])
     with torch.no_grad():
@@ -225,7 +252,7 @@ def test_fusion_windows_are_independent():
 def test_fusion_bf16_autocast_finite(window):
     fusion = CrossAttentionFusion(16, context_dim=8, num_heads=2, window=window)
     _break_identity(fusion)
-    temporal = SpikeTemporalSA(8, num_heads=2)
+    temporal = trained_temporal_sa(8, num_heads=2)
     x = torch.randn(1, 16, 3, 12, 20)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         y = fusion(x, temporal(torch.randn(1, 8, 3, 12, 20)))
@@ -267,3 +294,18 @@ def test_fusion_trained_passes_own_pixel():
     normalized = torch.nn.functional.layer_norm(context.movedim(1, -1), (8,)).movedim(-1, 1)
     correlation = torch.corrcoef(torch.stack([output.flatten(), normalized.flatten()]))[0, 1]
     assert correlation > 0.8
+
+
+def test_relative_rates_cancel_the_threshold():
+    # The same light seen with two thresholds: rates differ by the threshold ratio, relative rates do not.
+    rates = torch.rand(1, 2, 8, 4, 4) * 0.4 + 0.1
+    assert torch.allclose(relative_rates(rates, floor=0.0), relative_rates(rates / 3.0, floor=0.0), atol=1e-6)
+    assert torch.allclose(relative_rates(rates, floor=0.0).mean(dim=2), torch.ones(1, 2, 4, 4), atol=1e-6)
+    assert torch.equal(relative_rates(torch.zeros(1, 1, 8, 2, 2)), torch.zeros(1, 1, 8, 2, 2))
+
+
+def test_encoder_with_relative_rates_takes_twice_the_bins():
+    encoder = SpikeEncoder3D(num_bins=4, channels=8, num_scales=2, relative_rates=True)
+    assert encoder.input_projection[0].in_channels == 8
+    features = encoder(torch.rand(1, 3, 4, 8, 8))
+    assert [tuple(f.shape) for f in features] == [(1, 8, 3, 8, 8), (1, 8, 3, 4, 4)]

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from spikedeblur.cli import app
 from spikedeblur.errors import InvalidInputError, OutputExistsError
 from spikedeblur.spikes import DatWriter
-from spikedeblur.training import Trainer, charbonnier_loss, cosine_schedule, load_config, parse_config
+from spikedeblur.training import Trainer, charbonnier_loss, cosine_schedule, load_config, mse_loss, parse_config
 from spikedeblur.training.datasets import FileClipDataset, ProceduralDataset, read_gopro_spike_clips
 from spikedeblur.training.trainer import check_output_dir, sample_ids
 
@@ -47,6 +47,23 @@ def test_charbonnier_loss_value():
     target = torch.full((2, 3), 0.3)
 
     assert float(charbonnier_loss(prediction, target, eps=0.4)) == pytest.approx(0.5)
+
+
+def test_mse_loss_value():
+    prediction = torch.zeros(2, 3)
+    target = torch.tensor([[0.3, 0.0, 0.0], [0.0, -0.3, 0.0]])
+
+    assert float(mse_loss(prediction, target)) == pytest.approx(0.03)
+
+
+@pytest.mark.parametrize(("loss", "expected"), [("mse", 0.09), ("charbonnier", 0.5)])
+def test_trainer_uses_the_configured_loss(tmp_path, loss, expected):
+    config = parse_config(_config(tmp_path, optimizer={"loss": loss, "charbonnier_eps": 0.4}))
+    trainer = Trainer(config)
+
+    value = trainer.loss(torch.zeros(1, 1, 3, 2, 2), torch.full((1, 1, 3, 2, 2), 0.3))
+
+    assert float(value) == pytest.approx(expected)
 
 
 def test_cosine_schedule_warms_up_then_decays():
@@ -109,6 +126,7 @@ def test_config_reads_toml_with_phases(tmp_path):
         ({"data": {"kind": "simulated"}}, "needs 'paths'"),
         ({"data": {"threshold": [4, 1]}}, "threshold"),
         ({"optimizer": {"lr": 0}}, "lr=0"),
+        ({"optimizer": {"loss": "l1"}}, "loss 'l1' is unknown"),
         ({"training": {"precision": "fp8"}}, "precision"),
         (
             {"model": {"output_init_scale": 0}, "training": {"steps": 2}, "phases": [{"name": "s", "steps": 2, "train": "spike"}]},

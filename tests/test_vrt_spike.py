@@ -84,10 +84,12 @@ def test_spike_branch_gradients_after_one_step():
     target = frames.flip(-1)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    # The first step moves the zero-initialised output layers, which opens the path to the spikes.
-    _charbonnier(model(frames, voxels), target).backward()
-    optimizer.step()
-    optimizer.zero_grad()
+    # Zero-initialised output layers open one after another: the first step moves the fusions',
+    # the second the temporal attentions', and from then on every spike parameter gets a gradient.
+    for _ in range(2):
+        _charbonnier(model(frames, voxels), target).backward()
+        optimizer.step()
+        optimizer.zero_grad()
 
     loss = _charbonnier(model(frames, voxels), target)
     assert loss > 0

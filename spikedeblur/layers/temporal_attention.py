@@ -32,7 +32,10 @@ class SpikeTemporalSA(nn.Module):
     """Pre-norm multi-head self-attention along T at every pixel, then a residual MLP.
 
     Each pixel's T feature vectors form one sequence. A sinusoidal temporal position encoding is added
-    to the normalised tokens before the query/key/value projection, so the block works for any T.
+    to the normalised tokens that form the queries and keys, so the block works for any T. The values
+    do not get it: added to them, the same T vectors would reach every pixel's output and drown the
+    spike content that varies from pixel to pixel. The output projection and the MLP's last layer
+    start at zero, so a fresh block passes the encoder's features through unchanged.
 
     Args:
         dim: C, the channel count of the feature map.
@@ -77,6 +80,9 @@ class SpikeTemporalSA(nn.Module):
             nn.GELU(),
             nn.Linear(hidden, dim, **factory),
         )
+        for layer in (self.proj, self.mlp[-1]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, t, h, w = x.shape
@@ -86,10 +92,13 @@ class SpikeTemporalSA(nn.Module):
         # one sequence of T tokens per pixel
         tokens = rearrange(x, "b c t h w -> (b h w) t c")
 
-        # attend along time
+        # attend along time; the position encoding enters the queries and keys only
         y = self.norm1(tokens)
-        y = y + sinusoidal_position_encoding(t, c, device=y.device, dtype=y.dtype)
-        q, k, v = rearrange(self.qkv(y), "n t (three heads d) -> three n heads t d", three=3, heads=self.num_heads)
+        position = sinusoidal_position_encoding(t, c, device=y.device, dtype=y.dtype)
+        position = F.pad(F.linear(position, self.qkv.weight[: 2 * c]), (0, c))
+        q, k, v = rearrange(
+            self.qkv(y) + position, "n t (three heads d) -> three n heads t d", three=3, heads=self.num_heads
+        )
         attended = F.scaled_dot_product_attention(q, k, v)
         tokens = tokens + self.proj(rearrange(attended, "n heads t d -> n t (heads d)"))
 

@@ -43,6 +43,8 @@ class VRTSpikeConfig:
         num_bins: K, the spike time bins per frame.
         spike_channels: width of the spike encoder's feature maps.
         encoder_blocks: residual 3D-convolution blocks per spike encoder scale.
+        relative_rates: also feed the encoder each bin's rate relative to its pixel's exposure mean
+            (see :class:`~spikedeblur.layers.spike_encoder.SpikeEncoder3D`).
         temporal_heads: heads of each scale's temporal self-attention; must divide ``spike_channels``.
         fusion_heads: heads of each cross-attention fusion; must divide the backbone width.
         fusion_windows: window side in pixels (or ``"global"``) of the fusion at scales 1-4.
@@ -53,6 +55,7 @@ class VRTSpikeConfig:
     num_bins: int = 32
     spike_channels: int
     encoder_blocks: int = 2
+    relative_rates: bool = True
     temporal_heads: int
     fusion_heads: int
     fusion_windows: tuple[WindowSize, ...] = field(default=(8,) * ENCODER_STAGES)
@@ -128,6 +131,7 @@ class VRTSpike(nn.Module):
             channels=config.spike_channels,
             num_scales=ENCODER_STAGES,
             blocks_per_scale=config.encoder_blocks,
+            relative_rates=config.relative_rates,
             **factory,
         )
         self.temporal_attention = nn.ModuleList(

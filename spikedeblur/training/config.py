@@ -26,6 +26,7 @@ Example (every key is optional except where noted)::
     lr = 4e-4
     weight_decay = 1e-4
     warmup_steps = 50
+    loss = "charbonnier"              # or "mse"
 
     [training]
     steps = 2000
@@ -59,6 +60,7 @@ from spikedeblur.errors import InputNotFoundError, InvalidInputError
 DATA_KINDS = ("procedural", "simulated", "gopro-spike")
 PHASE_TARGETS = ("spike", "all")
 PRECISIONS = ("auto", "fp32", "bf16")
+LOSSES = ("charbonnier", "mse")
 
 
 def _check_range(name: str, value: Any, *, minimum: float, maximum: float = math.inf) -> tuple[float, float]:
@@ -135,7 +137,15 @@ class DataSection:
 
 @dataclass(frozen=True, kw_only=True)
 class OptimizerSection:
-    """AdamW with linear warm-up and a cosine decay to ``min_lr_ratio * lr``."""
+    """The loss, and AdamW with linear warm-up and a cosine decay to ``min_lr_ratio * lr``.
+
+    ``loss`` is ``"charbonnier"`` (smooth L1 with ``charbonnier_eps``) or ``"mse"``. Train a model
+    from random weights with MSE: the model starts near the identity (it returns its blurry input),
+    and an L1-like loss then pulls every uncertain pixel back to exactly that, because the median
+    correction of a weak predictor is zero. With Charbonnier, ``vrt-spike-tiny`` kept a spike
+    reliance of 0.00 dB for hundreds of steps; with MSE it passed 2 dB within 150 steps. Charbonnier
+    suits fine-tuning a model that already deblurs.
+    """
 
     lr: float = 4e-4
     weight_decay: float = 1e-4
@@ -144,8 +154,11 @@ class OptimizerSection:
     min_lr_ratio: float = 0.05
     grad_clip: float = 1.0
     charbonnier_eps: float = 1e-3
+    loss: str = "charbonnier"
 
     def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise InvalidInputError(f"loss {self.loss!r} is unknown; use one of {', '.join(LOSSES)}")
         if not self.lr > 0:
             raise InvalidInputError(f"lr={self.lr} is invalid; use a positive learning rate such as 4e-4")
         if self.weight_decay < 0 or self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:

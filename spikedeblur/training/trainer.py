@@ -50,6 +50,12 @@ def charbonnier_loss(prediction: Tensor, target: Tensor, *, eps: float = 1e-3) -
     return torch.sqrt(difference * difference + eps * eps).mean()
 
 
+def mse_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    """Return mean((prediction - target)^2) in float32, the loss that PSNR measures."""
+    difference = prediction.float() - target.float()
+    return (difference * difference).mean()
+
+
 def cosine_schedule(step: int, *, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
     """Return the learning-rate factor at ``step``: linear warm-up, then cosine decay to ``min_ratio``."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -299,6 +305,13 @@ class Trainer:
             return None
         return torch.bfloat16
 
+    def loss(self, restored: Tensor, sharp: Tensor) -> Tensor:
+        """The configured training loss between ``(B, T, 3, H, W)`` outputs and targets."""
+        optimizer = self.config.optimizer
+        if optimizer.loss == "mse":
+            return mse_loss(restored, sharp)
+        return charbonnier_loss(restored, sharp, eps=optimizer.charbonnier_eps)
+
     # --- data -------------------------------------------------------------------------------------
 
     def batch(self, step: int) -> dict[str, Tensor]:
@@ -416,7 +429,7 @@ class Trainer:
 
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             restored = self.wrapped(batch["blurry"], batch["voxels"])
-        loss = charbonnier_loss(restored, batch["sharp"], eps=self.config.optimizer.charbonnier_eps)
+        loss = self.loss(restored, batch["sharp"])
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -158,12 +158,12 @@ REGISTRY.register(
         format="safetensors",
         preset="vrt-spike-tiny",
         description=(
-            "compact VRT+Spike model shipped in the package, trained 360 CPU steps on procedural scenes; "
-            "a wiring example that does not yet deblur (see docs/model-card.md)"
+            "compact VRT+Spike model shipped in the package, trained on procedural scenes on a 2-core CPU "
+            "(see docs/model-card.md)"
         ),
         licence="Apache-2.0",
-        size=1_180_620,
-        sha256="26ee890db3063d9dc33433a4384d2fd65160b5aca8519418e84a5731192ef012",
+        size=1_235_892,
+        sha256="67a5915a7481dbc90ee104259e9956f4c718ee13ac1b7ae35c217912dc1fa43c",
         packaged="vrt-spike-tiny-compact.safetensors",
     )
 )
