@@ -236,20 +236,23 @@ def test_run_image_folder_to_png_sequence(tmp_path, tiny_weights):
     assert cv2.imread(str(written[0])).shape == (40, 56, 3)
 
 
-def test_run_default_rgb_weights_ignore_spikes(tmp_path, clip, monkeypatch):
-    from spikedeblur.models.checkpoint import save_checkpoint
-    from spikedeblur.models.registry import create_model
-
-    weights = tmp_path / "rgb.safetensors"
-    save_checkpoint(create_model("vrt-tiny"), weights, preset="vrt-tiny")
-    monkeypatch.setattr("spikedeblur.weights.registry.DEFAULT", str(weights))
+def test_run_benchmark_of_rgb_preset_drops_spikes(tmp_path, clip):
     spikes = write_spikes(tmp_path / "cam.dat", seconds=FRAMES / FPS)
-    output = tmp_path / "sharp.mp4"
 
-    result = run_cli(str(clip), "--spikes", str(spikes), "-o", str(output), "--preset", "ultrafast")
+    result = run_cli(str(clip), "--spikes", str(spikes), "--model", "vrt-tiny", "--benchmark", "--clip-len", "5")
 
     assert result.exit_code == 0, result.output
+    assert "is RGB-only" in one_line(result.output)
     assert "is not used" in one_line(result.output)
+
+
+def test_run_spike_model_without_spikes_warns(tmp_path, clip, tiny_weights):
+    output = tmp_path / "sharp.mp4"
+
+    result = run_cli(str(clip), "--weights", str(tiny_weights), "-o", str(output), "--preset", "ultrafast")
+
+    assert result.exit_code == 0, result.output
+    assert "no --spikes given" in one_line(result.output)
     assert len(frame_pts(output)) == FRAMES
 
 

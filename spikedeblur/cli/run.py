@@ -118,7 +118,7 @@ def run(
         typer.Option(
             "--spikes",
             help="Spike stream recorded with the video: a .dat file (with NAME.dat.json) or a folder of per-frame "
-            ".dat files. Without it the RGB backbone deblurs alone.",
+            ".dat files. Without it a VRT+Spike model runs its RGB backbone alone and removes far less blur.",
             rich_help_panel="Spike stream",
         ),
     ] = None,

