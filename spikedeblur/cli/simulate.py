@@ -15,6 +15,9 @@ from spikedeblur.cli._app import global_options, stderr_console, stdout_console
 
 logger = logging.getLogger(__name__)
 
+# Time bins per frame of the shipped models; fewer exposed ticks than this leave bins empty.
+VOXEL_BINS = 32
+
 EXAMPLES = """
 Examples:
 
@@ -36,6 +39,22 @@ def _parse_size(value: str) -> tuple[int, int]:
     if width < 16 or height < 16:
         raise typer.BadParameter(f"size {value!r} is too small; use at least 16x16")
     return height, width
+
+
+def _warn_sparse_exposure(exposure_ticks: int, frames_per_blur: int) -> None:
+    if frames_per_blur > 1:
+        # the default exposure spans (frames_per_blur - 1) * upsample + 1 ticks
+        upsample = -(-(VOXEL_BINS - 1) // (frames_per_blur - 1))
+        fix = f"raise --upsample (--upsample {upsample} gives {(frames_per_blur - 1) * upsample + 1} ticks)"
+    else:
+        fix = "raise --frames-per-blur and --upsample"
+    logger.warning(
+        "each exposure spans only %d spike ticks, fewer than the %d voxel bins of the shipped models, "
+        "so most bins stay empty; %s",
+        exposure_ticks,
+        VOXEL_BINS,
+        fix,
+    )
 
 
 def _source_frames(reader, upsample: int, skip_ticks: int, max_frames: int | None) -> Iterator:
@@ -147,6 +166,8 @@ def simulate(
         exposure = ExposureConfig(
             ticks_per_frame=total_ticks, exposure_ticks=exposure_ticks, spike_scale=spike_scale, linear_light=linear_light
         )
+        if exposure_ticks < VOXEL_BINS:
+            _warn_sparse_exposure(exposure_ticks, frames_per_blur)
         # Drop leading blended frames so every exposure window starts on a source frame.
         skip_ticks = (-exposure.exposure_start) % upsample
         frame_rate = Fraction(info.fps).limit_denominator(1001 * 1000) / frames_per_blur
