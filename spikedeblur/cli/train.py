@@ -55,7 +55,7 @@ def train(
         int | None, typer.Option(min=1, help="Stop after this many steps of this call (the schedule is unchanged).")
     ] = None,
 ) -> None:
-    """Train a VRT+Spike model: Charbonnier loss, AdamW + cosine schedule, phases, checkpoints.
+    """Train a VRT+Spike model: Charbonnier or MSE loss, AdamW + cosine schedule, phases, checkpoints.
 
     Under torchrun every process trains on its own samples with DistributedDataParallel.
     """

@@ -1,4 +1,4 @@
-"""The training loop: Charbonnier loss, AdamW with a cosine schedule, phases, checkpoints and DDP.
+"""The training loop: Charbonnier or MSE loss, AdamW with a cosine schedule, phases, checkpoints and DDP.
 
 One process trains on one device. Under ``torchrun`` each process (rank) builds the same model from
 the same seed and wraps it in DistributedDataParallel. Each rank draws its own samples, with sample
