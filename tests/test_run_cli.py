@@ -190,8 +190,19 @@ def test_run_nonexistent_input(tmp_path, tiny_weights):
     assert "nope.mp4 does not exist" in one_line(result.output)
 
 
-def test_run_default_weights_offline_error(clip):
-    result = run_cli(str(clip))
+def test_run_default_weights_need_no_download(tmp_path, clip):
+    output = tmp_path / "sharp.mp4"
+    spikes = write_spikes(tmp_path / "cam.dat", seconds=FRAMES / FPS)
+
+    # The test cache is empty and offline, so this only passes with weights shipped in the package.
+    result = run_cli(str(clip), "--spikes", str(spikes), "-o", str(output), "--preset", "ultrafast")
+
+    assert result.exit_code == 0, result.output
+    assert len(frame_pts(output)) == FRAMES
+
+
+def test_run_registry_download_offline_error(clip):
+    result = run_cli(str(clip), "--weights", "vrt-deblur-gopro")
 
     assert result.exit_code == 1
     assert "offline" in one_line(result.output).lower()

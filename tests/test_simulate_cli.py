@@ -232,3 +232,38 @@ def test_bikes_simulate_run_eval_end_to_end(tmp_path):
     assert summary["num_frames"] == 2
     assert float(summary["baseline_mean"]["psnr"]) > 20
     assert float(summary["mean"]["psnr"]) == pytest.approx(float(summary["baseline_mean"]["psnr"]), abs=0.5)
+
+
+@pytest.mark.slow
+def test_default_model_deblurs_bikes_simulation(tmp_path):
+    from conftest import shared_file
+
+    bikes = shared_file("video/bikes.mp4")
+    dataset = tmp_path / "bikes_sim"
+    zero_spikes = dataset / "zero.dat"
+
+    # 7 source frames per blurry frame, each blended into 32 ticks: 224 ticks per frame, 7 per voxel bin.
+    simulated = _simulate(bikes, "-o", dataset, "--max-frames", 22, "--upsample", 32, "--frames-per-blur", 7)
+    assert simulated.exit_code == 0, simulated.output
+    num_frames = json.loads((dataset / "manifest.json").read_text())["num_frames"]
+    zero_spikes.write_bytes(bytes((dataset / "spikes.dat").stat().st_size))
+    (dataset / "zero.dat.json").write_text((dataset / "spikes.dat.json").read_text())
+
+    scores = {}
+    for name, spikes in (("with_spikes", dataset / "spikes.dat"), ("spikes_zeroed", zero_spikes)):
+        output = tmp_path / f"{name}.mp4"
+        deblurred = runner.invoke(
+            app, ["--quiet", "run", str(dataset / "blurry.mp4"), "--spikes", str(spikes), "--device", "cpu", "-o", str(output)]
+        )
+        assert deblurred.exit_code == 0, deblurred.output
+        scored = runner.invoke(
+            app, ["eval", "--pred", str(output), "--gt", str(dataset / "sharp"), "--blurry", str(dataset / "blurry.mp4"), "--json"]
+        )
+        assert scored.exit_code == 0, scored.output
+        scores[name] = json.loads(scored.stdout)
+
+    blurry_psnr = scores["with_spikes"]["baseline_mean"]["psnr"]
+    assert num_frames >= 2
+    assert scores["with_spikes"]["num_frames"] == num_frames
+    assert scores["with_spikes"]["mean"]["psnr"] > blurry_psnr + 1.0
+    assert scores["with_spikes"]["mean"]["psnr"] > scores["spikes_zeroed"]["mean"]["psnr"] + 1.0

@@ -65,11 +65,6 @@ def demo(
                 "or pass --weights FILE"
             )
         weights = str(weights_path)
-        # NOTE: the shipped model does not deblur yet, so the warning sits next to its scores.
-        logger.warning(
-            "the shipped compact model shows the pipeline end to end but does not deblur yet "
-            "(gain about 0 dB); see docs/model-card.md"
-        )
     elif Path(weights).suffix in (".safetensors", ".pth", ".pt") and not Path(weights).is_file():
         # Fail before simulating, so a mistyped file name does not leave a half-finished demo folder.
         raise InputNotFoundError(f"weights file {weights} not found; pass an existing file or a registry name")

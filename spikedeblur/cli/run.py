@@ -129,7 +129,7 @@ def run(
             "--weights",
             metavar="NAME|PATH",
             help="Registry name (see `spikedeblur download-weights --list`) or a .safetensors/.pth file. "
-            "Default: the registry's default weights.",
+            "Default: the compact VRT+Spike model shipped in the package.",
             rich_help_panel=_MODEL_PANEL,
         ),
     ] = None,

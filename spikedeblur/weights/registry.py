@@ -162,16 +162,15 @@ REGISTRY.register(
             "(see docs/model-card.md)"
         ),
         licence="Apache-2.0",
-        size=1_235_892,
-        sha256="67a5915a7481dbc90ee104259e9956f4c718ee13ac1b7ae35c217912dc1fa43c",
+        size=1_235_844,
+        sha256="b43d38884fdac9cdae462f4f3feea7852429e94facef786624f0fe3b0d435b65",
         packaged="vrt-spike-tiny-compact.safetensors",
     )
 )
 
-# Name that ``spikedeblur run`` uses when no --weights is given.
-# TODO: switch to the packaged compact VRT+Spike model once it beats the blurry input. Until then the
-# default is VRT's RGB-only GoPro checkpoint, which has to be downloaded.
-DEFAULT = "vrt-deblur-gopro"
+# Name that ``spikedeblur run`` uses when no --weights is given: the packaged model, so the default
+# needs no download and uses the spike stream.
+DEFAULT = "vrt-spike-tiny-compact"
 
 
 def register_record(record: WeightsRecord) -> WeightsRecord:
