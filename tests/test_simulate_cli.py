@@ -242,7 +242,7 @@ def test_default_model_deblurs_bikes_simulation(tmp_path):
     dataset = tmp_path / "bikes_sim"
     zero_spikes = dataset / "zero.dat"
 
-    # 7 source frames per blurry frame, each blended into 32 ticks: 224 ticks per frame, 7 per voxel bin.
+    # Seven source frames of 32 blended ticks each give 224 ticks per blurry frame, 7 per voxel bin.
     simulated = _simulate(bikes, "-o", dataset, "--max-frames", 22, "--upsample", 32, "--frames-per-blur", 7)
     assert simulated.exit_code == 0, simulated.output
     num_frames = json.loads((dataset / "manifest.json").read_text())["num_frames"]

@@ -168,8 +168,8 @@ REGISTRY.register(
     )
 )
 
-# Name that ``spikedeblur run`` uses when no --weights is given: the packaged model, so the default
-# needs no download and uses the spike stream.
+# Name that ``spikedeblur run`` uses when no --weights is given. It is the packaged model, so the
+# default needs no download and uses the spike stream.
 DEFAULT = "vrt-spike-tiny-compact"
 
 
