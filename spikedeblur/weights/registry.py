@@ -162,8 +162,8 @@ REGISTRY.register(
             "(see docs/model-card.md)"
         ),
         licence="Apache-2.0",
-        size=1_235_844,
-        sha256="b43d38884fdac9cdae462f4f3feea7852429e94facef786624f0fe3b0d435b65",
+        size=1_235_948,
+        sha256="c8fc80bd82b0356131ff7dc642a981cbdc01d2250e74c543e51158c414e4a0aa",
         packaged="vrt-spike-tiny-compact.safetensors",
     )
 )
