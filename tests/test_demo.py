@@ -51,6 +51,18 @@ def test_demo_keeps_existing_output(tmp_path):
     assert (output / "mine.txt").read_text() == "keep"
 
 
+def test_demo_overwrite_keeps_foreign_folder(tmp_path):
+    output = tmp_path / "papers"
+    output.mkdir()
+    (output / "draft.tex").write_text("keep")
+
+    result = runner.invoke(app, ["demo", "-o", str(output), "--frames", "2", "--overwrite"])
+
+    assert result.exit_code == 1
+    assert "did not write" in " ".join(result.stderr.split())
+    assert (output / "draft.tex").read_text() == "keep"
+
+
 def test_demo_missing_weights_file_fails(tmp_path):
     result = runner.invoke(app, ["demo", "-o", str(tmp_path / "d"), "--weights", str(tmp_path / "none.safetensors")])
 

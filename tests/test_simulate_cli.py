@@ -156,6 +156,34 @@ def test_simulate_keeps_existing_output(tmp_path):
     assert (output / "keep.txt").read_text() == "mine"
 
 
+def test_overwrite_keeps_foreign_folder(tmp_path):
+    output = tmp_path / "thesis"
+    (output / "figures").mkdir(parents=True)
+    (output / "thesis.tex").write_text("mine")
+    (output / "figures" / "plot.pdf").write_text("also mine")
+
+    result = _simulate("--procedural", "--frames", 1, "--size", "32x32", "-o", output, "--overwrite")
+
+    assert result.exit_code == 1
+    assert "did not write" in result.stderr
+    assert (output / "thesis.tex").read_text() == "mine"
+    assert (output / "figures" / "plot.pdf").read_text() == "also mine"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["thesis"]
+
+
+def test_overwrite_replaces_earlier_dataset(tmp_path):
+    output = tmp_path / "scene"
+    first = _simulate("--procedural", "--frames", 1, "--size", "32x32", "--seed", 1, "-o", output)
+    assert first.exit_code == 0, first.output
+
+    second = _simulate("--procedural", "--frames", 2, "--size", "32x32", "--seed", 2, "-o", output, "--overwrite")
+
+    assert second.exit_code == 0, second.output
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["num_frames"] == 2
+    assert manifest["source"]["seed"] == 2
+
+
 def test_simulate_missing_input_fails(tmp_path):
     result = _simulate(tmp_path / "nope.mp4", "-o", tmp_path / "out")
 

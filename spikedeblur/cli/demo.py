@@ -41,7 +41,9 @@ def demo(
         typer.Option(help="Weights to run instead of the shipped compact model: a registry name or a file."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an output folder written by an earlier demo or simulate (one with manifest.json).")
+    ] = False,
 ) -> None:
     """Run the whole pipeline offline on a procedural clip and report PSNR/SSIM.
 

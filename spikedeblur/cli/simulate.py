@@ -117,7 +117,9 @@ def simulate(
         int,
         typer.Option(min=0, max=51, help="CRF of the blurry video (libx264, 4:4:4 chroma); 0 is lossless."),
     ] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an output folder written by an earlier simulate or demo (one with manifest.json).")
+    ] = False,
 ) -> None:
     """Simulate a spike camera and a blurry RGB camera from sharp frames and write a data set.
 

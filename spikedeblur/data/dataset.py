@@ -101,6 +101,13 @@ def _staging_folder(output: Path, *, overwrite: bool):
         raise OutputExistsError(f"output {output} already exists; pass --overwrite to replace it")
     if output.exists() and not output.is_dir():
         raise InvalidInputError(f"output {output} is a file; give a folder path for the data set")
+    # --overwrite replaces the whole folder, so it only ever replaces an earlier data set, never a
+    # folder of the user's own files given as -o by mistake.
+    if output.is_dir() and any(output.iterdir()) and not (output / MANIFEST_NAME).is_file():
+        raise OutputExistsError(
+            f"output {output} is a folder that spikedeblur did not write (it has no {MANIFEST_NAME}), so "
+            "--overwrite will not replace it; choose a new folder or empty this one yourself"
+        )
     if not output.parent.is_dir():
         raise InvalidInputError(f"output folder {output.parent} does not exist; create it first")
 
