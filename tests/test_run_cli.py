@@ -222,6 +222,40 @@ def test_run_rgb_only_weights_reject_spikes(tmp_path, clip):
     assert "without a spike branch" in one_line(result.output)
 
 
+def test_run_rgb_only_name_rejects_spikes(tmp_path, clip, monkeypatch):
+    import spikedeblur.inference.pipeline as pipeline
+
+    def fail_if_loaded(*args, **kwargs):
+        raise AssertionError("the weights were resolved before the spike check")
+
+    monkeypatch.setattr(pipeline, "load_inference_model", fail_if_loaded)
+    spikes = write_spikes(tmp_path / "cam.dat", seconds=FRAMES / FPS)
+
+    result = run_cli(str(clip), "--weights", "vrt-deblur-gopro", "--spikes", str(spikes), "-o", str(tmp_path / "o.mp4"))
+
+    assert result.exit_code == 1
+    assert "without a spike branch" in one_line(result.output)
+    assert "drop --spikes" in one_line(result.output)
+
+
+def test_run_spike_stream_as_input_fails(tmp_path):
+    spikes = write_spikes(tmp_path / "cam.dat", seconds=FRAMES / FPS)
+
+    result = run_cli(str(spikes), "-o", str(tmp_path / "o.mp4"))
+
+    assert result.exit_code == 1
+    assert "is a spike stream" in one_line(result.output)
+    assert f"--spikes {spikes}" in one_line(result.output)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_run_video_as_spikes_fails(tmp_path, clip):
+    result = run_cli(str(clip), "--spikes", str(clip), "-o", str(tmp_path / "o.mp4"))
+
+    assert result.exit_code == 1
+    assert "is a video file, not a spike stream" in one_line(result.output)
+
+
 def test_run_list_devices():
     result = runner.invoke(app, ["run", "--list-devices"])
 

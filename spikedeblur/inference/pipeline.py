@@ -79,6 +79,36 @@ def _check_coverage_up_front(source, info) -> None:
     source.check_coverage(times, durations)
 
 
+def _reject_swapped_inputs(input_path: Path, spikes_path: Path | None) -> None:
+    """Raise when the spike stream is given as the video or a video as the spike stream."""
+    from spikedeblur.evaluation.inputs import VIDEO_SUFFIXES
+
+    if input_path.suffix.lower() == ".dat":
+        raise InvalidInputError(
+            f"input {input_path} is a spike stream (.dat), not a video; "
+            f"pass the blurry video as INPUT and the stream as --spikes {input_path}"
+        )
+    if spikes_path is not None and spikes_path.suffix.lower() in VIDEO_SUFFIXES:
+        raise InvalidInputError(
+            f"--spikes {spikes_path} is a video file, not a spike stream; pass the camera's .dat file as --spikes"
+        )
+
+
+def _reject_rgb_only_record(weights: str) -> None:
+    """Raise before any download when a registry name given with --spikes names an RGB-only model."""
+    from spikedeblur.models.registry import get_preset
+    from spikedeblur.weights.registry import REGISTRY, get_record
+
+    if weights not in REGISTRY:
+        return
+    preset = get_record(weights).preset
+    if get_preset(preset).kind != "vrt-spike":
+        raise InvalidInputError(
+            f"weights {weights} are an RGB-only model ({preset}) without a spike branch, so --spikes cannot be used; "
+            "drop --spikes or give VRT+Spike weights"
+        )
+
+
 def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress], None] | None = None) -> RunSummary:
     """Deblur ``request.input_path`` into ``request.output_path`` and return the run's summary.
 
@@ -97,6 +127,7 @@ def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress],
         raise InputNotFoundError(f"input {request.input_path} does not exist; check the path")
     if request.spikes_path is not None and not request.spikes_path.exists():
         raise InputNotFoundError(f"spike stream {request.spikes_path} does not exist; check the --spikes path")
+    _reject_swapped_inputs(request.input_path, request.spikes_path)
 
     # Check the output before the model loads, which can take a while; the writer checks again.
     if request.output_path is not None and not is_image_sequence_target(request.output_path):
@@ -106,6 +137,8 @@ def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress],
     weights = request.weights
     if weights is None and not (request.output_path is None and request.model_preset is not None):
         weights = DEFAULT
+    if request.spikes_path is not None and request.weights is not None:
+        _reject_rgb_only_record(request.weights)
     model = load_inference_model(weights, preset=request.model_preset, device=device, dtype=dtype, compile_model=request.compile_model)
     spikes_path = request.spikes_path
     if spikes_path is not None and not model.uses_spikes:
