@@ -195,7 +195,7 @@ def test_partial_last_interval_is_dropped(caplog):
         results = list(simulate_frames(_ramp_frames(10), exposure=exposure))
 
     assert len(results) == 2
-    assert "dropped the last 2 sharp frames" in caplog.text
+    assert "dropped the last 2 spike ticks" in caplog.text
 
 
 def test_frame_of_wrong_size_is_rejected():

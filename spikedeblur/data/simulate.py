@@ -337,7 +337,8 @@ def simulate_frames(
 
     if simulator is not None and simulator.pending_ticks:
         logger.info(
-            "dropped the last %d sharp frames: they do not fill a whole blurry frame of %d ticks",
+            "dropped the last %d spike ticks (sharp frames after any upsampling): they do not fill a whole "
+            "blurry frame of %d ticks",
             simulator.pending_ticks,
             simulator.exposure.ticks_per_frame,
         )
