@@ -104,3 +104,12 @@ def test_usage_error_is_one_line_exit_2():
     assert "--no-such-option" in result.stderr
     assert "--help" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_global_option_after_command_hint():
+    result = runner.invoke(app, ["info", "clip.mp4", "--debug"])
+
+    assert result.exit_code == 2
+    assert "--debug goes before the command" in result.stderr
+    assert "spikedeblur --debug info" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

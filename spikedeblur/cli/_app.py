@@ -49,9 +49,19 @@ def _describe_os_error(error: OSError) -> str:
     return str(error)
 
 
+# Options of the group, which click only accepts before the command name.
+_GLOBAL_OPTIONS = frozenset({"--debug", "--verbose", "-v", "--quiet", "-q"})
+
+
 def _describe_usage_error(error: click.ClickException) -> str:
     message = error.format_message()
     context = getattr(error, "ctx", None)
+    if isinstance(error, click.NoSuchOption) and error.option_name in _GLOBAL_OPTIONS and context is not None:
+        command = context.command_path.split()[-1]
+        return (
+            f"{message.rstrip('.')}: {error.option_name} goes before the command, "
+            f"as in 'spikedeblur {error.option_name} {command} ...'"
+        )
     if context is not None:
         message += f" (see '{context.command_path} --help')"
     return message
