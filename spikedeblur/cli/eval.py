@@ -167,7 +167,14 @@ def _open_compare_writer(stack: contextlib.ExitStack, path: Path, sequence, pred
 
 def eval_command(
     pred: Annotated[Path, typer.Option("--pred", help="Deblurred result: a video, a frame folder or a folder of sequences.")],
-    gt: Annotated[Path, typer.Option("--gt", help="Ground truth, in the same form as --pred.")],
+    gt: Annotated[
+        Path,
+        typer.Option(
+            "--gt",
+            help="Ground truth: a video, a frame folder, a data set written by simulate (its sharp/ frames) "
+            "or a folder of sequences named like those of --pred.",
+        ),
+    ],
     blurry: Annotated[
         Optional[Path], typer.Option("--blurry", help="Blurry input, scored as the baseline and shown in --compare.")
     ] = None,
