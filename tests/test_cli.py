@@ -113,3 +113,10 @@ def test_global_option_after_command_hint():
     assert "--debug goes before the command" in result.stderr
     assert "spikedeblur --debug info" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_help_shows_argument_help():
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "120"})
+
+    assert result.exit_code == 0
+    assert "Blurry video file" in result.stdout
