@@ -113,7 +113,7 @@ def test_video_input_upsampled_timing(sharp_folder, tmp_path):
     assert sidecar["frame_ticks"] == [[1, 9], [13, 21]]
 
 
-def test_video_input_with_few_ticks_warns_with_a_fix(sharp_folder, tmp_path):
+def test_sparse_exposure_warns_with_fix(sharp_folder, tmp_path):
     # 3 frames per blur at 4x give 9 exposed ticks, fewer than 32 bins; 16x gives 2 * 16 + 1 = 33.
     arguments = ["simulate", str(sharp_folder), "--frames-per-blur", "3", "--fps", "30"]
     result = runner.invoke(app, [*arguments, "-o", str(tmp_path / "sparse"), "--upsample", "4"])

@@ -103,10 +103,14 @@ def _reject_rgb_only_record(weights: str) -> None:
         return
     preset = get_record(weights).preset
     if get_preset(preset).kind != "vrt-spike":
-        raise InvalidInputError(
-            f"weights {weights} are an RGB-only model ({preset}) without a spike branch, so --spikes cannot be used; "
-            "drop --spikes or give VRT+Spike weights"
-        )
+        raise _rgb_only_weights_error(f"{weights} ({preset})")
+
+
+def _rgb_only_weights_error(weights: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"weights {weights} are an RGB-only model without a spike branch, so --spikes cannot be used; "
+        "drop --spikes or give VRT+Spike weights"
+    )
 
 
 def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress], None] | None = None) -> RunSummary:
@@ -143,10 +147,7 @@ def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress],
     spikes_path = request.spikes_path
     if spikes_path is not None and not model.uses_spikes:
         if request.weights is not None:
-            raise InvalidInputError(
-                f"weights {model.source} are an RGB-only model without a spike branch, so --spikes cannot be used; "
-                "drop --spikes or give VRT+Spike weights"
-            )
+            raise _rgb_only_weights_error(model.source)
         # Reached only for a randomly initialised preset in a benchmark run (no --weights, no output):
         # timing the RGB-only model is still useful, so the stream is dropped instead of refused.
         logger.warning(

@@ -306,7 +306,7 @@ class Trainer:
         return torch.bfloat16
 
     def loss(self, restored: Tensor, sharp: Tensor) -> Tensor:
-        """The configured training loss between ``(B, T, 3, H, W)`` outputs and targets."""
+        """Compute the configured training loss between ``(B, T, 3, H, W)`` outputs and targets."""
         optimizer = self.config.optimizer
         if optimizer.loss == "mse":
             return mse_loss(restored, sharp)
