@@ -160,6 +160,7 @@ def test_run_interrupt_leaves_no_partial_output(tmp_path, clip, tiny_weights, mo
         (["--tile", "100"], 1, "multiple of 8"),
         (["--clip-len", "0"], 2, "--clip-len"),
         (["--tile-overlap", "-3"], 2, "--tile-overlap"),
+        (["--self-ensemble", "3"], 2, "--self-ensemble"),
         (["--clip-len", "4", "--clip-overlap", "4"], 1, "clip overlap 4"),
         (["--device", "cuda"], 1, "no CUDA"),
         (["--device", "tpu"], 1, "unknown"),

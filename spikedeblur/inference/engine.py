@@ -26,6 +26,7 @@ from einops import rearrange
 from spikedeblur.errors import DeviceError, InvalidInputError
 from spikedeblur.inference import devices
 from spikedeblur.inference._threads import BackgroundConsumer, BackgroundIterator
+from spikedeblur.inference.ensemble import run_self_ensemble
 from spikedeblur.inference.settings import InferenceSettings
 from spikedeblur.inference.tiling import TilePlan, clip_weights, plan_tiles, reflect_indices
 
@@ -237,6 +238,7 @@ class _ClipRunner:
         self.dtype = dtype
         self.tile = settings.tile
         self.tile_overlap = settings.tile_overlap
+        self.self_ensemble = settings.self_ensemble
         self.min_tile = int(np.ceil(max(settings.min_tile, geometry.min_size) / geometry.size_multiple)) * geometry.size_multiple
         self.tile_reductions = 0
         # The tile side the last clip ran with, 0 when one tile covered the whole frame.
@@ -324,7 +326,7 @@ class _ClipRunner:
                 voxels_tile = self._gather(voxels, time_index, rows, columns)
                 voxels_tile = rearrange(voxels_tile, "t k h w -> 1 t k h w").to(self.device, self.dtype)
 
-            restored = self.model(frames_tile, voxels_tile)
+            restored = run_self_ensemble(self.model, frames_tile, voxels_tile, size=self.self_ensemble)
             if restored.shape != frames_tile.shape:
                 raise InvalidInputError(
                     f"model returned shape {tuple(restored.shape)} for input {tuple(frames_tile.shape)}; "

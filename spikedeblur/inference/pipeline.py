@@ -42,6 +42,7 @@ class RunRequest:
     clip_overlap: int | None = None
     tile: int | None = None
     tile_overlap: int | None = None
+    self_ensemble: int = 1
     device: str = "auto"
     precision: str = "auto"
     compile_model: bool = False
@@ -169,6 +170,7 @@ def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress],
         clip_overlap=request.clip_overlap,
         tile=request.tile,
         tile_overlap=request.tile_overlap,
+        self_ensemble=request.self_ensemble,
     )
     logger.info(
         "%s on %s in %s: clips of %d frames (overlap %d), %s tiles (overlap %d px)",

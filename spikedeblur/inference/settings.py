@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spikedeblur.errors import InvalidInputError
+from spikedeblur.inference.ensemble import SELF_ENSEMBLE_SIZES
 
 # The smallest tile the engine falls back to after running out of memory, in pixels.
 DEFAULT_MIN_TILE = 64
@@ -37,6 +38,9 @@ class InferenceSettings:
             size multiple and minimum size.
         tile_overlap: pixels shared by neighbouring tiles, smaller than ``tile`` when tiling.
         min_tile: smallest tile side the engine may fall back to after running out of memory.
+        self_ensemble: flipped, transposed and time-reversed copies of each tile the model's
+            outputs are averaged over, one of 1 (off), 2, 4, 8 or 16; see
+            :mod:`spikedeblur.inference.ensemble`.
     """
 
     clip_len: int = 16
@@ -44,6 +48,7 @@ class InferenceSettings:
     tile: int = 256
     tile_overlap: int = 20
     min_tile: int = DEFAULT_MIN_TILE
+    self_ensemble: int = 1
 
     def __post_init__(self) -> None:
         if self.clip_len < 1:
@@ -60,6 +65,9 @@ class InferenceSettings:
             raise InvalidInputError(f"tile overlap {self.tile_overlap} must be smaller than the tile size {self.tile}")
         if self.min_tile < 1:
             raise InvalidInputError(f"minimum tile size {self.min_tile} must be at least 1 pixel")
+        if self.self_ensemble not in SELF_ENSEMBLE_SIZES:
+            sizes = ", ".join(str(size) for size in SELF_ENSEMBLE_SIZES)
+            raise InvalidInputError(f"self-ensemble size {self.self_ensemble} is not supported; use one of {sizes}")
 
 
 PRESET_SETTINGS: dict[str, InferenceSettings] = {
@@ -83,6 +91,7 @@ def settings_for_preset(preset: str | None, **overrides: int | None) -> Inferenc
         "tile": base.tile,
         "tile_overlap": base.tile_overlap,
         "min_tile": base.min_tile,
+        "self_ensemble": base.self_ensemble,
     }
     for name, value in overrides.items():
         if name not in values:
