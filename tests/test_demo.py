@@ -48,6 +48,7 @@ def test_demo_keeps_existing_output(tmp_path):
 
     assert result.exit_code == 1
     assert "already exists" in result.stderr
+    assert "simulating" not in result.stderr
     assert (output / "mine.txt").read_text() == "keep"
 
 

@@ -53,7 +53,7 @@ def demo(
     deblurred.mp4, comparison.mp4 (blurry | deblurred | ground truth), scores.csv and scores.json.
     """
     from spikedeblur.cli.eval import eval_command
-    from spikedeblur.data.dataset import write_dataset
+    from spikedeblur.data.dataset import check_dataset_output, write_dataset
     from spikedeblur.data.simulate import ExposureConfig, SpikeSimulationConfig, simulate_scene, spike_size
     from spikedeblur.data.synthetic import SCENE_PRESETS, ProceduralScene
     from spikedeblur.errors import InputNotFoundError
@@ -70,6 +70,7 @@ def demo(
     elif Path(weights).suffix in (".safetensors", ".pth", ".pt") and not Path(weights).is_file():
         # Fail before simulating, so a mistyped file name does not leave a half-finished demo folder.
         raise InputNotFoundError(f"weights file {weights} not found; pass an existing file or a registry name")
+    check_dataset_output(output, overwrite=overwrite)
 
     started = time.perf_counter()
     height, width = DEMO_SIZE

@@ -129,7 +129,7 @@ def simulate(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from spikedeblur.data.dataset import dataset_encode_options, write_dataset
+    from spikedeblur.data.dataset import check_dataset_output, dataset_encode_options, write_dataset
     from spikedeblur.data.simulate import ExposureConfig, SpikeSimulationConfig, simulate_frames, simulate_scene, spike_size
     from spikedeblur.data.synthetic import ProceduralScene, SceneConfig
     from spikedeblur.errors import InputNotFoundError
@@ -140,6 +140,7 @@ def simulate(
         threshold=threshold, gain=gain, noise_rate=noise_rate, threshold_mismatch=threshold_mismatch, seed=seed
     )
     encode_options = dataset_encode_options(crf)
+    check_dataset_output(output, overwrite=overwrite)
 
     if procedural:
         height, width = _parse_size(size)

@@ -93,9 +93,8 @@ def _blurry_source_info(path: Path, height: int, width: int, fps: Fraction, num_
     )
 
 
-@contextlib.contextmanager
-def _staging_folder(output: Path, *, overwrite: bool):
-    """Yield an empty folder beside ``output`` that replaces ``output`` when the block succeeds."""
+def check_dataset_output(output: Path, *, overwrite: bool) -> None:
+    """Raise unless a data set may be written to ``output``; callers check before slow work starts."""
     output = Path(output)
     if output.exists() and not overwrite:
         raise OutputExistsError(f"output {output} already exists; pass --overwrite to replace it")
@@ -110,6 +109,13 @@ def _staging_folder(output: Path, *, overwrite: bool):
         )
     if not output.parent.is_dir():
         raise InvalidInputError(f"output folder {output.parent} does not exist; create it first")
+
+
+@contextlib.contextmanager
+def _staging_folder(output: Path, *, overwrite: bool):
+    """Yield an empty folder beside ``output`` that replaces ``output`` when the block succeeds."""
+    output = Path(output)
+    check_dataset_output(output, overwrite=overwrite)
 
     # mkdir (unlike mkdtemp) applies the user's umask, so the data set gets ordinary permissions.
     staging = output.parent / f".{output.name}.{secrets.token_hex(4)}.part"

@@ -172,15 +172,17 @@ def deblur_video(request: RunRequest, *, progress: Callable[[InferenceProgress],
         tile_overlap=request.tile_overlap,
         self_ensemble=request.self_ensemble,
     )
+    tiles = f"{settings.tile}px tiles (overlap {settings.tile_overlap} px)" if settings.tile else "whole frames"
+    ensemble = f", self-ensemble of {settings.self_ensemble}" if settings.self_ensemble > 1 else ""
     logger.info(
-        "%s on %s in %s: clips of %d frames (overlap %d), %s tiles (overlap %d px)",
+        "%s on %s in %s: clips of %d frames (overlap %d), %s%s",
         model.preset or "custom model",
         device,
         _PRECISION_NAMES.get(dtype, str(dtype)),
         settings.clip_len,
         settings.clip_overlap,
-        f"{settings.tile}px" if settings.tile else "whole-frame",
-        settings.tile_overlap,
+        tiles,
+        ensemble,
     )
 
     with contextlib.ExitStack() as stack:
