@@ -53,7 +53,7 @@ def demo(
     deblurred.mp4, comparison.mp4 (blurry | deblurred | ground truth), scores.csv and scores.json.
     """
     from spikedeblur.cli.eval import eval_command
-    from spikedeblur.data.dataset import check_dataset_output, write_dataset
+    from spikedeblur.data.dataset import check_dataset_output, dataset_encode_options, write_dataset
     from spikedeblur.data.simulate import ExposureConfig, SpikeSimulationConfig, simulate_scene, spike_size
     from spikedeblur.data.synthetic import SCENE_PRESETS, ProceduralScene
     from spikedeblur.errors import InputNotFoundError
@@ -99,6 +99,8 @@ def demo(
         spikes_path=output / "spikes.dat",
         weights=weights,
         device=device,
+        # Lossless, like blurry.mp4, so the scores measure the model and not the encoder.
+        encode_options=dataset_encode_options(),
     )
     summary = deblur_video(request)
     logger.info("deblurred %d frames at %.2f frames/s on %s", summary.stats.frames, summary.stats.fps, summary.device)
