@@ -140,6 +140,26 @@ def test_config_rejects_invalid_values(data, message):
         parse_config(data)
 
 
+def test_repository_configs_parse():
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
+
+    assert [path.name for path in configs] == [
+        "compact-tiny-finetune-1.toml",
+        "compact-tiny-finetune-2.toml",
+        "compact-tiny.toml",
+    ]
+    for path in configs:
+        config = load_config(path)
+        assert config.model.preset == "vrt-spike-tiny", path.name
+        assert config.output_dir.parent.name == "runs", path.name
+
+    # Each fine-tuning stage starts from the final weights of the stage before it.
+    stages = {path.name: load_config(path) for path in configs}
+    first, second = stages["compact-tiny-finetune-1.toml"], stages["compact-tiny-finetune-2.toml"]
+    assert first.model.init_weights.resolve() == (stages["compact-tiny.toml"].output_dir / "final.safetensors").resolve()
+    assert second.model.init_weights.resolve() == (first.output_dir / "final.safetensors").resolve()
+
+
 def test_config_file_missing_or_not_toml(tmp_path):
     broken = tmp_path / "broken.toml"
     broken.write_text("[training\n")

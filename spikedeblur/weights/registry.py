@@ -163,7 +163,7 @@ REGISTRY.register(
         ),
         licence="Apache-2.0",
         size=1_235_948,
-        sha256="c8fc80bd82b0356131ff7dc642a981cbdc01d2250e74c543e51158c414e4a0aa",
+        sha256="47551e35eca4135bdab4cf5af874855fc0f5733effbabb5e7aa2e568dd36a143",
         packaged="vrt-spike-tiny-compact.safetensors",
     )
 )
