@@ -22,6 +22,7 @@ import torch
 
 SELF_ENSEMBLE_SIZES = (1, 2, 4, 8, 16)
 
+
 @dataclass(frozen=True)
 class Variant:
     """One symmetry of a clip: optional flips of W and H, a swap of H and W, and time reversal."""
@@ -50,13 +51,15 @@ class Variant:
         # Undo the spatial steps in reverse order: transpose first, then the flips.
         if self.transpose:
             restored = restored.transpose(-1, -2)
-        dims = [dim for dim, flipped in ((-1, self.flip_width), (-2, self.flip_height)) if flipped]
-        return restored.flip(dims) if dims else restored
+        return restored.flip(self._flip_dims) if self._flip_dims else restored
+
+    @property
+    def _flip_dims(self) -> list[int]:
+        return [dim for dim, flipped in ((-1, self.flip_width), (-2, self.flip_height)) if flipped]
 
     def _spatial(self, tensor: torch.Tensor) -> torch.Tensor:
-        dims = [dim for dim, flipped in ((-1, self.flip_width), (-2, self.flip_height)) if flipped]
-        if dims:
-            tensor = tensor.flip(dims)
+        if self._flip_dims:
+            tensor = tensor.flip(self._flip_dims)
         return tensor.transpose(-1, -2) if self.transpose else tensor
 
 
